@@ -1,0 +1,1820 @@
+#!/usr/bin/env python3
+"""fmapi: run coding agents against Databricks Foundation Model API.
+
+fmapi installs what is missing, signs the user in to Databricks, mints and rotates
+short-lived personal access tokens (PATs), writes each coding agent's configuration so
+the agent fetches fresh credentials by itself, and undoes all of it with
+``fmapi --uninstall``.
+
+How this file reads, top to bottom:
+
+   1. Constants and the version
+   2. Messages and errors
+   3. Files: atomic writes, JSON, backups
+   4. Time: RFC 3339 as Go prints it
+   5. The token cache and the helper's hot path
+   6. Databricks: the CLI, the REST API, and minting PATs under a lock
+   7. The install registry and the runtime copy used by helpers
+   8. Claude Code
+   9. OpenAI Codex
+  10. Gemini CLI
+  11. Dependencies (installing agents and the Databricks CLI)
+  12. The terminal: prompts and the arrow-key selector
+  13. Commands: setup, token, uninstall, gemini, status
+  14. Command line and main()
+
+Standard library only. Only the modules the token helper's cache-hit path needs are
+imported at the top; everything else is imported where it is used, so that an agent
+start pays for one small import and nothing more.
+"""
+
+import json
+import os
+import sys
+import time
+
+# --------------------------------------------------------------------------------------
+# 1. Constants and the version
+# --------------------------------------------------------------------------------------
+
+__version__ = "0.1.0"
+PROG = "fmapi"
+MIN_PYTHON = (3, 9)
+HOMEPAGE_REPO = "OWNER/fmapi"  # the public home; publishing under the real name changes this line
+HOMEPAGE = "https://github.com/" + HOMEPAGE_REPO
+
+CACHE_NAME = ".fmapi-pat-cache"  # beside the agent's settings: the current PAT, 0600
+LOCK_NAME = ".fmapi-pat-cache.lock"  # serialises renewals between concurrent helpers
+HELPER_NAME = "fmapi-key-helper.sh"  # beside the agent's settings: the 0700 helper
+TMP_SUFFIX = ".fmapi-tmp"  # every temporary file fmapi creates ends with this
+HELPER_PROTOCOL = 1  # bump when the helper's argument changes shape
+
+PAT_LIFETIMES = (1, 3, 5, 7)  # days, as offered by the seed
+DEFAULT_PAT_DAYS = 1
+MIN_REMAINING = 300  # seconds: a cached PAT with less life left is never handed out
+AGENT_TTL_MAX = 3600  # seconds: how long an agent may keep a token before asking again
+RENEW_LOCK_WAIT = 120  # seconds to wait for another process that is renewing
+CODING_AGENT_HEADER = ("x-databricks-use-coding-agent-mode", "true")
+
+
+# --------------------------------------------------------------------------------------
+# 2. Messages and errors
+# --------------------------------------------------------------------------------------
+
+
+class FmapiError(Exception):
+    """A failure the user can act on: one line saying what happened, one saying what to do."""
+
+    def __init__(self, message, fix=None, code=1):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.code = code
+
+    def render(self):
+        text = "fmapi: " + self.message
+        if self.fix:
+            text += "\n  " + self.fix
+        return text
+
+
+class UsageError(FmapiError):
+    """Bad command-line input: exit status 2, like argparse."""
+
+    def __init__(self, message, fix=None):
+        super().__init__(message, fix, code=2)
+
+
+class SessionExpired(FmapiError):
+    """The Databricks OAuth session is missing or dead: the user must sign in again."""
+
+    def __init__(self, host, profile):
+        super().__init__(
+            "your Databricks session for profile '%s' has expired or does not exist." % profile,
+            fix="Sign in again with: databricks auth login --host %s --profile %s" % (host, profile),
+        )
+        self.host = host
+        self.profile = profile
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def warn(text):
+    print("fmapi: warning: " + text, file=sys.stderr, flush=True)
+
+
+def step(number, total, title):
+    say("\n[%d/%d] %s" % (number, total, title))
+
+
+# --------------------------------------------------------------------------------------
+# 3. Files: atomic writes, JSON, backups
+# --------------------------------------------------------------------------------------
+
+
+def write_atomic(path, data, mode=0o600):
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a part.
+
+    The temporary file lives in the same directory (so the rename is atomic), gets its
+    final mode before any byte is written, is fsynced, and is removed on any failure,
+    KeyboardInterrupt and SystemExit (SIGTERM) included.
+    """
+    import tempfile
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX, dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def read_bytes(path):
+    """The file's bytes, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+class UnparsableFile(FmapiError):
+    def __init__(self, path, reason):
+        super().__init__(
+            "%s is not valid %s (%s); fmapi left it untouched." % (path, _kind_of(path), reason),
+            fix="Fix or move the file, then run fmapi again.",
+        )
+        self.path = path
+
+
+def _kind_of(path):
+    return "TOML" if str(path).endswith(".toml") else "JSON"
+
+
+def load_json_object(path):
+    """The JSON object in ``path``; {} when the file is missing; UnparsableFile otherwise."""
+    raw = read_bytes(path)
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UnparsableFile(path, str(exc).split("\n")[0]) from None
+    if not isinstance(value, dict):
+        raise UnparsableFile(path, "the top level is not an object")
+    return value
+
+
+def dump_json(value):
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def backup_aside(path):
+    """Move ``path`` to a timestamped sibling and return the new name (the bytes are kept)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = "%s.fmapi-backup-%s" % (path, stamp)
+    n = 1
+    while os.path.exists(target):
+        n += 1
+        target = "%s.fmapi-backup-%s-%d" % (path, stamp, n)
+    os.rename(path, target)
+    return target
+
+
+def remove_file(path):
+    """Delete ``path``; True when something was deleted."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def leftover_temp_files(directory, names):
+    """Temporary files fmapi may have left beside ``names`` in ``directory``."""
+    found = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.endswith(TMP_SUFFIX) and any(entry.startswith("." + name + ".") for name in names):
+            found.append(os.path.join(directory, entry))
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------------------
+# 4. Time: RFC 3339 as Go prints it
+# --------------------------------------------------------------------------------------
+
+
+def parse_rfc3339(text):
+    """Seconds since the epoch for an RFC 3339 time as Go's RFC3339Nano prints it.
+
+    Handles ``Z`` and ``+hh:mm`` offsets and 0 to 9 fractional digits, which
+    ``datetime.fromisoformat`` does not on Python 3.9/3.10.
+    """
+    import calendar
+    import re
+
+    match = re.match(
+        r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:?\d\d)$",
+        text.strip(),
+    )
+    if not match:
+        raise ValueError("not an RFC 3339 time: %r" % text)
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction = float("0." + match.group(7)) if match.group(7) else 0.0
+    zone = match.group(8)
+    offset = 0
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset + fraction
+
+
+# --------------------------------------------------------------------------------------
+# 5. The token cache and the helper's hot path
+#
+# Every agent start runs the helper; almost always the cached PAT is still good, and
+# that answer must cost one file read: no network, no subprocess, no heavy import.
+# --------------------------------------------------------------------------------------
+
+
+def read_cache(path):
+    """The cache's JSON object, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            value = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def usable_token(cache, host, min_left, now=None):
+    """The cached PAT when it belongs to ``host`` and has ``min_left`` seconds left."""
+    if not cache or cache.get("host") != host:
+        return None
+    token, expiry = cache.get("token"), cache.get("expiry")
+    if not isinstance(token, str) or not token or not isinstance(expiry, (int, float)):
+        return None
+    if expiry - (time.time() if now is None else now) < min_left:
+        return None
+    return token
+
+
+def helper_main(spec_json):
+    """Entry point of every generated helper script: print a valid PAT, nothing else.
+
+    ``spec_json`` is the TokenSpec the helper was generated with, as JSON, so the helper
+    keeps working when the cache is deleted.
+    """
+    spec = json.loads(spec_json)
+    token = usable_token(read_cache(os.path.join(spec["dir"], CACHE_NAME)), spec["host"], spec["min_left"])
+    if token:
+        os.write(1, (token + "\n").encode())
+        return 0
+    return serve_token(TokenSpec(**spec), background_revoke=True)
+
+
+def serve_token(spec, background_revoke=False):
+    """The slow path of the helper and of ``fmapi token``: renew under the lock and print."""
+    os.umask(0o077)
+    try:
+        token, replaced = obtain_token(spec)
+    except FmapiError as exc:
+        print(exc.render(), file=sys.stderr, flush=True)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+    if replaced:
+        if background_revoke:
+            revoke_in_background(*replaced)
+        else:
+            revoke_quietly(*replaced)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# 6. Databricks: the CLI, the REST API, and minting PATs under a lock
+#
+# Nothing else in fmapi talks to Databricks. The CLI is used for one thing only, an
+# OAuth access token for the user's profile (and, when that fails, the browser sign-in);
+# the REST calls go straight to the workspace with urllib, which saves process starts.
+# --------------------------------------------------------------------------------------
+
+
+class TokenSpec:
+    """What it takes to serve a PAT for one install: where its cache is, whom to ask."""
+
+    FIELDS = ("agent", "dir", "host", "profile", "lifetime_days", "min_left", "comment", "revoke_replaced", "cli")
+
+    def __init__(self, agent, dir, host, profile, lifetime_days, min_left, comment, revoke_replaced=True, cli=None, v=HELPER_PROTOCOL):
+        self.agent = agent
+        self.dir = dir
+        self.host = host
+        self.profile = profile
+        self.lifetime_days = int(lifetime_days)
+        self.min_left = int(min_left)
+        self.comment = comment
+        self.revoke_replaced = bool(revoke_replaced)
+        self.cli = cli
+
+    def to_json(self):
+        data = {name: getattr(self, name) for name in self.FIELDS}
+        data["v"] = HELPER_PROTOCOL
+        return json.dumps(data, sort_keys=True)
+
+    @property
+    def cache_path(self):
+        return os.path.join(self.dir, CACHE_NAME)
+
+
+def databricks_cli(cli=None):
+    """The `databricks` executable: the one recorded at setup if it still exists, else PATH."""
+    import shutil
+
+    if cli and os.access(cli, os.X_OK):
+        return cli
+    found = shutil.which("databricks")
+    if not found:
+        raise FmapiError(
+            "the Databricks CLI (databricks) is not installed or not on PATH.",
+            fix="Run fmapi setup again to install it, or see https://docs.databricks.com/dev-tools/cli/install.html",
+        )
+    return found
+
+
+def needs_sign_in(stderr):
+    """True when the CLI's error means the user has to run `databricks auth login`."""
+    text = stderr.lower()
+    return (
+        "databricks auth login" in text
+        or "not configured" in text
+        or "no such profile" in text
+        or ("profile" in text and "not found" in text)
+        or ("has no" in text and "profile" in text)
+        or "refresh token is invalid" in text
+        or "cannot load databricks config" in text
+    )
+
+
+def oauth_token(host, profile, cli=None):
+    """A current OAuth access token for ``profile`` from `databricks auth token`."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            [databricks_cli(cli), "auth", "token", "--profile", profile, "-o", "json"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        raise FmapiError("`databricks auth token` did not answer within 2 minutes.",
+                         fix="Check your network, then run: databricks auth login --host %s --profile %s" % (host, profile)) from None
+    if proc.returncode != 0:
+        if needs_sign_in(proc.stderr):
+            raise SessionExpired(host, profile)
+        first = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[0]
+        raise FmapiError("`databricks auth token --profile %s` failed: %s" % (profile, first),
+                         fix="Run: databricks auth login --host %s --profile %s" % (host, profile))
+    try:
+        token = json.loads(proc.stdout)["access_token"]
+    except (ValueError, KeyError, TypeError):
+        raise FmapiError("`databricks auth token` printed something fmapi does not understand.",
+                         fix="Update the Databricks CLI (brew upgrade databricks), then retry.") from None
+    if not token:
+        raise SessionExpired(host, profile)
+    return token
+
+
+def sign_in(host, profile, cli=None):
+    """Run the browser sign-in, `databricks auth login --host H --profile P`, in the terminal."""
+    import subprocess
+
+    say("Signing in to %s as profile '%s' (a browser window opens)..." % (host, profile))
+    proc = subprocess.run([databricks_cli(cli), "auth", "login", "--host", host, "--profile", profile])
+    if proc.returncode != 0:
+        raise FmapiError("Databricks sign-in did not complete.",
+                         fix="Run it yourself and retry: databricks auth login --host %s --profile %s" % (host, profile))
+
+
+def ensure_session(host, profile, cli=None):
+    """An OAuth access token for ``profile``, signing in first when there is no valid session."""
+    try:
+        return oauth_token(host, profile, cli)
+    except SessionExpired:
+        sign_in(host, profile, cli)
+        return oauth_token(host, profile, cli)
+
+
+class ApiError(FmapiError):
+    def __init__(self, status, error_code, message, path):
+        super().__init__("the workspace answered %s %s to %s: %s" % (status, error_code or "", path, message))
+        self.status = status
+        self.error_code = error_code
+        self.api_message = message
+
+
+def _is_loopback(hostname):
+    return hostname in ("localhost", "::1") or hostname.startswith("127.")
+
+
+def api(host, bearer, method, path, body=None, timeout=30):
+    """One REST call to the workspace; the decoded JSON answer, or ApiError."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(host + path, data=data, method=method, headers={
+        "Authorization": "Bearer " + bearer,
+        "Content-Type": "application/json",
+        "User-Agent": "fmapi/" + __version__,
+    })
+    handlers = []
+    if _is_loopback(urllib.parse.urlsplit(host).hostname or ""):
+        handlers.append(urllib.request.ProxyHandler({}))  # never send loopback traffic to a proxy
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raw = exc.read() or b""
+        code, message = None, raw.decode("utf-8", "replace").strip()[:200] or exc.reason
+        try:
+            parsed = json.loads(raw)
+            code, message = parsed.get("error_code"), parsed.get("message") or message
+        except (ValueError, AttributeError):
+            pass
+        raise ApiError(exc.code, code, message, path) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FmapiError("cannot reach %s (%s)." % (host, reason),
+                         fix="Check the workspace URL and your network connection.") from None
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise FmapiError("the workspace sent a reply to %s that is not JSON." % path,
+                         fix="Check that %s is a Databricks workspace URL." % host) from None
+
+
+def _explain_token_api_error(exc, host, profile):
+    """Turn a token-API failure into what the user should do about it."""
+    text = (exc.api_message or "").lower()
+    if exc.status in (401, 403) and ("invalid access token" in text or exc.status == 401):
+        return SessionExpired(host, profile)
+    if "permission" in text and "token" in text:
+        return FmapiError("this workspace does not let you create personal access tokens (%s)." % exc.api_message,
+                          fix="Ask a workspace admin to grant you token permissions, then re-run fmapi.")
+    if exc.error_code == "QUOTA_EXCEEDED" or "quota" in text:
+        return FmapiError("you have too many personal access tokens on this workspace.",
+                          fix="Revoke unused ones in User Settings > Developer > Access tokens, then retry.")
+    if "lifetime" in text:
+        return FmapiError("the workspace refused the PAT lifetime (%s)." % exc.api_message,
+                          fix="Choose a shorter lifetime: fmapi setup --pat-lifetime 1")
+    return exc
+
+
+def create_pat(host, profile, bearer, comment, lifetime_days):
+    """Mint a PAT; returns (token_value, token_id, expiry_seconds)."""
+    try:
+        answer = api(host, bearer, "POST", "/api/2.0/token/create",
+                     {"comment": comment, "lifetime_seconds": int(lifetime_days) * 86400})
+    except ApiError as exc:
+        raise _explain_token_api_error(exc, host, profile) from None
+    info = answer.get("token_info") or {}
+    value = answer.get("token_value")
+    if not value:
+        raise FmapiError("the workspace did not return a token.", fix="Retry; if it persists, check the workspace's token settings.")
+    expiry_ms = info.get("expiry_time")
+    if not isinstance(expiry_ms, (int, float)) or expiry_ms <= 0:
+        expiry = time.time() + int(lifetime_days) * 86400
+    else:
+        expiry = expiry_ms / 1000.0
+    return value, str(info.get("token_id", "")), expiry
+
+
+def list_pats(host, profile, bearer):
+    try:
+        return api(host, bearer, "GET", "/api/2.0/token/list").get("token_infos") or []
+    except ApiError as exc:
+        raise _explain_token_api_error(exc, host, profile) from None
+
+
+def delete_pat(host, bearer, token_id):
+    """Revoke one PAT; an id the workspace no longer knows counts as revoked."""
+    try:
+        api(host, bearer, "POST", "/api/2.0/token/delete", {"token_id": token_id})
+    except ApiError as exc:
+        if exc.status != 404 and exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+
+
+def revoke_quietly(host, bearer, token_id):
+    try:
+        delete_pat(host, bearer, token_id)
+    except FmapiError as exc:
+        warn("could not revoke the replaced token (it expires on its own): " + exc.message)
+
+
+def revoke_in_background(host, bearer, token_id):
+    """Revoke the replaced PAT after the new one has been handed out, without delaying it."""
+    try:
+        sys.stdout.flush()
+        pid = os.fork()
+    except (OSError, AttributeError):
+        return revoke_quietly(host, bearer, token_id)
+    if pid:
+        return None
+    try:  # the child: detach from the agent's pipes so it is not waited for
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        delete_pat(host, bearer, token_id)
+    except BaseException:
+        pass
+    os._exit(0)
+
+
+def chat_endpoints(host, bearer, family):
+    """Names of READY chat endpoints on the workspace whose name mentions ``family``."""
+    endpoints = api(host, bearer, "GET", "/api/2.0/serving-endpoints", timeout=15).get("endpoints") or []
+    names = []
+    for endpoint in endpoints:
+        state = endpoint.get("state") or {}
+        if endpoint.get("task") not in (None, "llm/v1/chat"):
+            continue
+        if state.get("ready", "READY") != "READY":
+            continue
+        name = endpoint.get("name") or ""
+        if family in name.lower():
+            names.append(name)
+    return sorted(names)
+
+
+def _lock(path, wait=RENEW_LOCK_WAIT):
+    """An exclusive lock on ``path`` (a file descriptor to close), waiting up to ``wait`` s."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise FmapiError("another fmapi process has been renewing the token for over %d s." % wait,
+                                 fix="Wait for it to finish (or end it), then retry.") from None
+            time.sleep(0.05)
+
+
+def obtain_token(spec, force=False, bearer=None):
+    """A PAT for ``spec`` with at least ``spec.min_left`` seconds of life, minting one if needed.
+
+    Returns ``(token, replaced)``; ``replaced`` is ``(host, bearer, token_id)`` of this
+    install's previous PAT when one was minted to replace it (to be revoked by the
+    caller), else None. Concurrent callers serialise on the lock file: one mints, the
+    others find its PAT in the cache.
+    """
+    os.makedirs(spec.dir, mode=0o700, exist_ok=True)
+    lock = _lock(os.path.join(spec.dir, LOCK_NAME))
+    try:
+        cache = read_cache(spec.cache_path)
+        token = None if force else usable_token(cache, spec.host, spec.min_left)
+        if token:
+            return token, None
+        if bearer is None:
+            bearer = oauth_token(spec.host, spec.profile, spec.cli)
+        comment = "%s (created %s)" % (spec.comment, time.strftime("%Y-%m-%d"))
+        value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, spec.lifetime_days)
+        write_atomic(spec.cache_path, dump_json({
+            "token": value,
+            "token_id": token_id,
+            "expiry": int(expiry),
+            "host": spec.host,
+            "profile": spec.profile,
+            "comment": comment,
+            "created": int(time.time()),
+        }))
+    finally:
+        os.close(lock)
+    replaced = None
+    if spec.revoke_replaced and cache and cache.get("host") == spec.host and cache.get("token_id") not in (None, "", token_id):
+        replaced = (spec.host, bearer, cache["token_id"])
+    return value, replaced
+
+
+# --------------------------------------------------------------------------------------
+# 7. The install registry and the runtime copy used by helpers
+#
+# fmapi remembers each install (agent, where, which workspace, what it wrote) in one
+# small file, so that `fmapi token`, re-runs and `fmapi --uninstall` find custom
+# locations again. Helpers import a private copy of this module, compiled once, so
+# they keep working after the .pyz they came from is deleted or brew upgrades fmapi.
+# --------------------------------------------------------------------------------------
+
+
+def data_home():
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "fmapi")
+
+
+def registry_path():
+    return os.path.join(data_home(), "installs.json")
+
+
+def load_registry():
+    """{install dir: record}; a damaged registry is set aside rather than trusted."""
+    path = registry_path()
+    try:
+        data = load_json_object(path)
+    except UnparsableFile:
+        warn("the install record %s was damaged; moved it to %s" % (path, backup_aside(path)))
+        return {}
+    installs = data.get("installs")
+    return installs if isinstance(installs, dict) else {}
+
+
+def save_registry(installs):
+    if installs:
+        write_atomic(registry_path(), dump_json({"version": 1, "installs": installs}))
+        return
+    remove_file(registry_path())
+    for leftover in ("runtime/__pycache__", "runtime", ""):
+        path = os.path.join(data_home(), leftover)
+        if leftover == "runtime/__pycache__":
+            for name in _listdir(path):
+                remove_file(os.path.join(path, name))
+        if leftover == "runtime":
+            remove_file(os.path.join(path, "fmapi.py"))
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def runtime_dir():
+    return os.path.join(data_home(), "runtime")
+
+
+def own_source():
+    """This module's source text, whether it runs from a clone, a .pyz or a brew install."""
+    loader = globals().get("__loader__")
+    try:
+        source = loader.get_source(__name__) if loader else None
+    except (ImportError, OSError):
+        source = None
+    if source is None:
+        with open(__file__, encoding="utf-8") as handle:
+            source = handle.read()
+    return source.encode("utf-8")
+
+
+def install_runtime():
+    """Copy fmapi.py to the data directory and byte-compile it for the helpers to import."""
+    import importlib.util
+    import py_compile
+
+    target = os.path.join(runtime_dir(), "fmapi.py")
+    source = own_source()
+    if read_bytes(target) != source:
+        write_atomic(target, source, 0o600)
+    cfile = importlib.util.cache_from_source(target)
+    os.makedirs(os.path.dirname(cfile), mode=0o700, exist_ok=True)
+    py_compile.compile(target, cfile=cfile, doraise=True)
+    return target
+
+
+def interpreter():
+    """The absolute path of the running Python, never a shim; stable across brew upgrades."""
+    exe = sys.executable or "/usr/bin/python3"
+    marker = "/Cellar/"
+    if marker in exe:  # /opt/homebrew/Cellar/python@3.13/3.13.1/bin/... -> /opt/homebrew/opt/python@3.13/bin/...
+        prefix, rest = exe.split(marker, 1)
+        parts = rest.split("/", 2)
+        if len(parts) == 3:
+            candidate = "%s/opt/%s/%s" % (prefix, parts[0], parts[2])
+            if os.path.exists(candidate):
+                return candidate
+    return exe
+
+
+def helper_script(spec, title):
+    """The text of a helper: /bin/sh starting the real interpreter on the compiled runtime."""
+    import shlex
+
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import fmapi; sys.exit(fmapi.helper_main(sys.argv[2]))"
+    return (
+        "#!/bin/sh\n"
+        "# %s token helper, written by fmapi %s. Do not edit: re-run `fmapi` to change it,\n"
+        "# `fmapi --uninstall` to remove it. It prints a valid Databricks PAT and nothing else.\n"
+        "exec %s -I -S -B -c %s %s %s\n"
+        % (title, __version__, shlex.quote(interpreter()), shlex.quote(code), shlex.quote(runtime_dir()), shlex.quote(spec.to_json()))
+    )
+
+
+def write_helper(path, spec, title):
+    install_runtime()
+    write_atomic(path, helper_script(spec, title), 0o700)
+
+
+def spec_from_helper(path):
+    """The TokenSpec a helper was generated with (for installs the registry lost)."""
+    import shlex
+
+    raw = read_bytes(path)
+    if not raw:
+        return None
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.startswith("exec "):
+            try:
+                data = json.loads(shlex.split(line)[-1])
+                return TokenSpec(**data)
+            except (ValueError, TypeError, IndexError):
+                return None
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Agents: what every agent section provides
+# --------------------------------------------------------------------------------------
+
+
+class Agent:
+    """One coding agent: where its configuration lives, what fmapi writes there and removes.
+
+    Setup, `fmapi token` and uninstall work through this interface only. A *record* is
+    the dict fmapi keeps in the registry for one install: at least ``agent``, ``dir``
+    (where the helper, cache and lock live), ``host``, ``profile``, ``lifetime_days``,
+    ``model`` and whatever the agent needs to undo its changes exactly.
+    """
+
+    name = ""  # --agent value
+    title = ""  # for people
+    command = ""  # the executable on PATH
+    npm_package = ""
+    pat_comment = ""  # PAT comments start with this (uninstall revokes by it)
+    default_model = ""
+    family = ""  # endpoint names of this agent's models contain this
+    min_version = None  # oldest agent version fmapi can configure
+    revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
+
+    def ttl(self, lifetime_days):
+        """How long the agent keeps a token before asking the helper again (seconds)."""
+        return min(int(lifetime_days) * 86400 // 2, AGENT_TTL_MAX)
+
+    def min_left(self, lifetime_days):
+        """A token handed out must outlive the agent's TTL by the usual safety margin."""
+        return self.ttl(lifetime_days) + MIN_REMAINING
+
+    def token_spec(self, record):
+        return TokenSpec(
+            agent=self.name, dir=record["dir"], host=record["host"], profile=record["profile"],
+            lifetime_days=record["lifetime_days"], min_left=self.min_left(record["lifetime_days"]),
+            comment=self.pat_comment, revoke_replaced=self.revoke_replaced, cli=record.get("cli"),
+        )
+
+    def helper_path(self, record):
+        return os.path.join(record["dir"], HELPER_NAME)
+
+    # The rest is agent-specific.
+    def install_dir(self, location=None):
+        raise NotImplementedError
+
+    def prompts(self, previous):
+        """Extra questions after the profile: list of (key, label, default)."""
+        return [("model", "Model", (previous or {}).get("model") or self.default_model)]
+
+    def check(self, record):
+        """Refuse before anything is minted or written when the agent's files are unusable."""
+
+    def configure(self, record, previous):
+        """Write the agent's configuration; returns the record with what was written."""
+        raise NotImplementedError
+
+    def discover(self):
+        """Installs present on disk that the registry may not know: list of records."""
+        return []
+
+    def unconfigure(self, record, report):
+        """Remove what fmapi wrote for ``record``; append to ``report``."""
+        raise NotImplementedError
+
+    def finish_message(self, record):
+        return "Run: %s" % self.command
+
+
+AGENTS = {}  # --agent name -> Agent; each agent's section registers itself
+
+
+def register(agent):
+    AGENTS[agent.name] = agent
+    return agent
+
+
+class Report:
+    """What uninstall (and setup's migration) did, for the summary at the end."""
+
+    def __init__(self):
+        self.removed, self.kept, self.failed = [], [], []
+
+    def print(self):
+        for title, items in (("Removed", self.removed), ("Kept", self.kept), ("Failed", self.failed)):
+            if items:
+                say("%s:" % title)
+                for item in items:
+                    say("  - " + item)
+
+
+def tilde(path):
+    """``path`` with the home directory shown as ~ (for messages)."""
+    home = os.path.expanduser("~")
+    path = str(path)
+    if path == home or path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# 8. Claude Code
+#
+# settings.json gets the seed's keys: apiKeyHelper and the env table below. Claude Code
+# runs the helper through /bin/sh, caches its answer for CLAUDE_CODE_API_KEY_HELPER_TTL_MS
+# and runs it again on HTTP 401.
+# --------------------------------------------------------------------------------------
+
+CLAUDE_DEFAULTS = {
+    "model": "databricks-claude-opus-4-6",
+    "opus": "databricks-claude-opus-4-6",
+    "sonnet": "databricks-claude-sonnet-4-6",
+    "haiku": "databricks-claude-haiku-4-5",
+}
+CLAUDE_ENV_KEYS = (
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS",
+    "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
+)
+CLAUDE_STALE_KEYS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")  # they would beat the helper
+ANTHROPIC_PATH = "/serving-endpoints/anthropic"
+
+
+class Claude(Agent):
+    name = "claude"
+    title = "Claude Code"
+    command = "claude"
+    npm_package = "@anthropic-ai/claude-code"
+    pat_comment = "Claude Code FMAPI"
+    default_model = CLAUDE_DEFAULTS["model"]
+    family = "claude"
+
+    def install_dir(self, location=None):
+        """The .claude directory for a settings location: home, cwd or a base path."""
+        location = location or "home"
+        if location == "home":
+            return os.path.abspath(os.environ.get("CLAUDE_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".claude"))
+        if location == "cwd":
+            return os.path.join(os.getcwd(), ".claude")
+        return os.path.join(os.path.abspath(os.path.expanduser(location)), ".claude")
+
+    def settings_path(self, record):
+        return os.path.join(record["dir"], "settings.json")
+
+    def state_path(self):
+        """Claude Code's own state file, where onboarding is marked complete."""
+        config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+        if config_dir:
+            return os.path.join(config_dir, ".claude.json")
+        return os.path.join(os.path.expanduser("~"), ".claude.json")
+
+    def prompts(self, previous):
+        previous = previous or {}
+        return [
+            ("model", "Model", previous.get("model") or CLAUDE_DEFAULTS["model"]),
+            ("opus", "Opus model", previous.get("opus") or CLAUDE_DEFAULTS["opus"]),
+            ("sonnet", "Sonnet model", previous.get("sonnet") or CLAUDE_DEFAULTS["sonnet"]),
+            ("haiku", "Haiku model", previous.get("haiku") or CLAUDE_DEFAULTS["haiku"]),
+        ]
+
+    def env_for(self, record):
+        return {
+            "ANTHROPIC_MODEL": record["model"],
+            "ANTHROPIC_BASE_URL": record["host"] + ANTHROPIC_PATH,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": record["opus"],
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": record["sonnet"],
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": record["haiku"],
+            "ANTHROPIC_CUSTOM_HEADERS": "%s: %s" % CODING_AGENT_HEADER,
+            "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1",
+            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": str(self.ttl(record["lifetime_days"]) * 1000),
+        }
+
+    def helper_command(self, record):
+        import shlex
+
+        return shlex.quote(self.helper_path(record))
+
+    def configure(self, record, previous):
+        path = self.settings_path(record)
+        try:
+            settings = load_json_object(path)
+        except UnparsableFile as exc:
+            moved = backup_aside(path)
+            warn("%s was not valid JSON; your bytes are kept in %s and a fresh file is written." % (tilde(path), tilde(moved)))
+            settings = {}
+        env = settings.get("env")
+        if not isinstance(env, dict):
+            env = {}
+        for key in CLAUDE_STALE_KEYS:
+            env.pop(key, None)
+            settings.pop(key, None)
+        settings.pop("_fmapi_meta", None)
+        written = self.env_for(record)
+        env.update(written)
+        settings["apiKeyHelper"] = self.helper_command(record)
+        settings["env"] = env
+        write_helper(self.helper_path(record), self.token_spec(record), self.title)
+        write_atomic(path, dump_json(settings), 0o600)
+        self._mark_onboarded()
+        for key in CLAUDE_STALE_KEYS:
+            if os.environ.get(key):
+                warn("%s is set in your environment and overrides fmapi's helper; unset it (check your shell profile)." % key)
+        record = dict(record, settings=path, written=dict(written, apiKeyHelper=settings["apiKeyHelper"]))
+        return record
+
+    def _mark_onboarded(self):
+        path = self.state_path()
+        try:
+            state = load_json_object(path)
+        except UnparsableFile:
+            warn("%s is not valid JSON; left it alone (Claude Code may ask you to log in once)." % tilde(path))
+            return
+        if state.get("hasCompletedOnboarding") is True:
+            return
+        state["hasCompletedOnboarding"] = True
+        mode = 0o600
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            pass
+        write_atomic(path, dump_json(state), mode)
+
+    def discover(self):
+        found = []
+        for location in ("home", "cwd"):
+            directory = self.install_dir(location)
+            record = self._record_from_disk(directory)
+            if record:
+                found.append(record)
+        return found
+
+    def _record_from_disk(self, directory):
+        """A record for an fmapi (or seed script) install found in ``directory``, if any."""
+        settings_file = os.path.join(directory, "settings.json")
+        helper = os.path.join(directory, HELPER_NAME)
+        has_files = any(os.path.exists(os.path.join(directory, n)) for n in (HELPER_NAME, CACHE_NAME))
+        try:
+            settings = load_json_object(settings_file)
+        except UnparsableFile:
+            settings = None
+        ours = isinstance(settings, dict) and (
+            HELPER_NAME in str(settings.get("apiKeyHelper", ""))
+            or "_fmapi_meta" in settings
+            or ANTHROPIC_PATH in str((settings.get("env") or {}).get("ANTHROPIC_BASE_URL", ""))
+        )
+        if not (has_files or ours or (settings is None and os.path.exists(helper))):
+            return None
+        spec = spec_from_helper(helper)
+        record = {"agent": self.name, "dir": directory, "settings": settings_file}
+        if spec:
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli)
+        return record
+
+    def _is_ours(self, key, value, record):
+        """Did fmapi write this value? A value the user changed since is theirs."""
+        written = record.get("written")
+        if written and key in written:
+            return value == written[key]
+        if key == "apiKeyHelper":
+            return HELPER_NAME in str(value)
+        if key == "ANTHROPIC_BASE_URL":
+            return str(value).endswith(ANTHROPIC_PATH)
+        if key in ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL"):
+            return str(value).startswith("databricks-")
+        if key == "ANTHROPIC_CUSTOM_HEADERS":
+            return value == "%s: %s" % CODING_AGENT_HEADER
+        if key == "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS":
+            return value == "1"
+        if key == "CLAUDE_CODE_API_KEY_HELPER_TTL_MS":
+            return str(value).isdigit()
+        return False
+
+    def unconfigure(self, record, report):
+        directory = record["dir"]
+        path = record.get("settings") or os.path.join(directory, "settings.json")
+        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+            if remove_file(os.path.join(directory, name)):
+                report.removed.append(tilde(os.path.join(directory, name)))
+        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, "settings.json")):
+            remove_file(leftover)
+            report.removed.append(tilde(leftover))
+        try:
+            settings = load_json_object(path)
+        except UnparsableFile:
+            report.failed.append("%s is not valid JSON; left untouched (remove fmapi's keys by hand)" % tilde(path))
+            return
+        if not settings and not os.path.exists(path):
+            return
+        changed = False
+        env = settings.get("env") if isinstance(settings.get("env"), dict) else None
+        for key in ("apiKeyHelper",) + CLAUDE_STALE_KEYS + ("_fmapi_meta",):
+            if key in settings and (key != "apiKeyHelper" or self._is_ours(key, settings[key], record)):
+                del settings[key]
+                changed = True
+            elif key == "apiKeyHelper" and key in settings:
+                report.kept.append("%s: apiKeyHelper (you changed it)" % tilde(path))
+        if env is not None:
+            for key in CLAUDE_ENV_KEYS + CLAUDE_STALE_KEYS:
+                if key not in env:
+                    continue
+                if key in CLAUDE_STALE_KEYS or self._is_ours(key, env[key], record):
+                    del env[key]
+                    changed = True
+                else:
+                    report.kept.append("%s: env.%s = %r (you changed it)" % (tilde(path), key, env[key]))
+            if not env:
+                del settings["env"]
+                changed = True
+        if not changed:
+            return
+        if settings:
+            write_atomic(path, dump_json(settings), 0o600)
+            report.removed.append("fmapi's keys from %s" % tilde(path))
+        else:
+            remove_file(path)
+            report.removed.append(tilde(path) + " (nothing else was in it)")
+        try:
+            os.rmdir(directory)  # only when fmapi left it empty
+        except OSError:
+            pass
+
+    def finish_message(self, record):
+        return "Done. Run `claude` (settings: %s)." % tilde(self.settings_path(record))
+
+
+register(Claude())
+
+
+# --------------------------------------------------------------------------------------
+# 9. OpenAI Codex
+# --------------------------------------------------------------------------------------
+
+# CODEX-SECTION-PLACEHOLDER
+
+
+# --------------------------------------------------------------------------------------
+# 10. Gemini CLI
+# --------------------------------------------------------------------------------------
+
+# GEMINI-SECTION-PLACEHOLDER
+
+
+# --------------------------------------------------------------------------------------
+# 11. Dependencies: installing agents and the Databricks CLI
+# --------------------------------------------------------------------------------------
+
+CLAUDE_INSTALL = "curl -fsSL https://claude.ai/install.sh | bash"
+DATABRICKS_INSTALL_BREW = "brew tap databricks/tap && brew install databricks"
+DATABRICKS_INSTALL_SCRIPT = "curl -fsSL https://raw.githubusercontent.com/databricks/setup-cli/main/install.sh | sh"
+
+
+def run_installer(description, shell_command):
+    """Run an installer in the user's terminal, its progress visible; raise when it fails."""
+    import subprocess
+
+    say("Installing %s: %s" % (description, shell_command))
+    proc = subprocess.run(["/bin/sh", "-c", shell_command])
+    if proc.returncode != 0:
+        raise FmapiError("installing %s failed (exit status %d)." % (description, proc.returncode),
+                         fix="Install it yourself (%s), then re-run fmapi." % shell_command)
+
+
+def find_command(command):
+    """``command`` on PATH or in the places installers put it (~/.local/bin and friends)."""
+    import shutil
+
+    found = shutil.which(command)
+    if found:
+        return found
+    home = os.path.expanduser("~")
+    for directory in (os.path.join(home, ".local", "bin"), os.path.join(home, "bin"), "/opt/homebrew/bin", "/usr/local/bin"):
+        candidate = os.path.join(directory, command)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def installer_for(command, agent=None):
+    """(description, shell command) that installs ``command`` the way the seed does."""
+    if command == "databricks":
+        if sys.platform == "darwin":
+            return "the Databricks CLI", DATABRICKS_INSTALL_BREW
+        return "the Databricks CLI", DATABRICKS_INSTALL_SCRIPT
+    if command == "claude":
+        return "Claude Code", CLAUDE_INSTALL
+    return agent.title, "npm install -g %s" % agent.npm_package
+
+
+def ensure_command(command, agent=None):
+    """The absolute path of ``command``, installing it first when it is missing."""
+    found = find_command(command)
+    if found:
+        say("  %s: %s" % (command, tilde(found)))
+        return found
+    description, shell_command = installer_for(command, agent)
+    run_installer(description, shell_command)
+    found = find_command(command)
+    if not found:
+        raise FmapiError("%s was installed but `%s` is still not on PATH." % (description, command),
+                         fix="Open a new terminal (or add its directory to PATH), then re-run fmapi.")
+    return found
+
+
+def command_version(path):
+    """The first X.Y.Z in `path --version`, as a tuple, or None."""
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+def check_version(agent, path):
+    """Stop with an upgrade instruction when the agent is older than fmapi supports."""
+    if not agent.min_version:
+        return
+    found = command_version(path)
+    if found is None:
+        warn("could not tell which version of %s is installed; continuing." % agent.command)
+        return
+    if found < agent.min_version:
+        need = ".".join(map(str, agent.min_version))
+        raise FmapiError("%s %s is too old: fmapi needs %s or newer." % (agent.title, ".".join(map(str, found)), need),
+                         fix="Upgrade it: npm install -g %s@latest (or your package manager's upgrade), then re-run fmapi." % agent.npm_package)
+
+
+# --------------------------------------------------------------------------------------
+# 12. The terminal: prompts and the arrow-key selector
+# --------------------------------------------------------------------------------------
+
+
+def ask_text(label, default=None, validate=None):
+    """Ask on the terminal until the answer is valid; Enter takes ``default``."""
+    while True:
+        suffix = " [%s]" % default if default else ""
+        try:
+            answer = input("%s%s: " % (label, suffix)).strip()
+        except EOFError:
+            raise FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.") from None
+        if not answer:
+            if not default:
+                say("  Please enter a value.")
+                continue
+            answer = default
+        if validate is None:
+            return answer
+        try:
+            return validate(answer)
+        except FmapiError as exc:
+            say("  " + exc.message)
+
+
+def select(label, options, default=0):
+    """An arrow-key selector: up/down (or k/j, or a digit) moves, Enter chooses.
+
+    The terminal is always restored, also on Ctrl-C (which propagates as KeyboardInterrupt).
+    """
+    import select as select_module
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    out = sys.stdout
+    index = default
+    saved = termios.tcgetattr(fd)
+
+    def draw(first):
+        if not first:
+            out.write("\x1b[%dA" % len(options))
+        for i, option in enumerate(options):
+            line = ("  \x1b[1m> %s\x1b[0m" if i == index else "    %s") % option
+            out.write("\r\x1b[2K" + line + "\n")
+        out.flush()
+
+    out.write("%s (up/down, Enter):\n" % label)
+    try:
+        tty.setcbreak(fd)
+        out.write("\x1b[?25l")
+        draw(True)
+        while True:
+            key = os.read(fd, 1)
+            if key in (b"\r", b"\n"):
+                break
+            if key == b"":
+                raise FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.")
+            if key == b"\x03":
+                raise KeyboardInterrupt
+            if key == b"\x1b":
+                seq = b""
+                while len(seq) < 2 and select_module.select([fd], [], [], 0.1)[0]:
+                    seq += os.read(fd, 1)
+                if seq in (b"[A", b"OA"):
+                    index = (index - 1) % len(options)
+                elif seq in (b"[B", b"OB"):
+                    index = (index + 1) % len(options)
+            elif key in (b"k", b"K"):
+                index = (index - 1) % len(options)
+            elif key in (b"j", b"J"):
+                index = (index + 1) % len(options)
+            elif key.isdigit() and 1 <= int(key) <= len(options):
+                index = int(key) - 1
+            draw(False)
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        out.write("\x1b[?25h")
+        out.flush()
+    say("  %s: %s" % (label, options[index]))
+    return index
+
+
+# --------------------------------------------------------------------------------------
+# 13. Commands: setup, token, uninstall, status
+# --------------------------------------------------------------------------------------
+
+HTTPS_MESSAGE = "Workspace URL must start with https://"
+PROFILE_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def normalize_host(url):
+    """The workspace URL as ``scheme://host[:port]``; https only, or http on loopback."""
+    import urllib.parse
+
+    text = url.strip()
+    example = "e.g. https://my-workspace.cloud.databricks.com"
+    if "://" not in text:
+        raise UsageError(HTTPS_MESSAGE, fix="Give the full URL, " + example)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        hostname, port = parts.hostname, parts.port
+    except ValueError:
+        raise UsageError("'%s' is not a valid workspace URL." % text, fix="Give the full URL, " + example) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or (scheme == "http" and not _is_loopback(hostname or "")):
+        raise UsageError(HTTPS_MESSAGE, fix="Give the full URL, " + example)
+    if not hostname or any(c.isspace() for c in text) or parts.username or parts.password:
+        raise UsageError("'%s' is not a valid workspace URL." % text, fix="Give the full URL, " + example)
+    netloc = ("[%s]" % hostname) if ":" in hostname else hostname
+    if port is not None:
+        netloc += ":%d" % port
+    return "%s://%s" % (scheme, netloc)
+
+
+def validate_profile(name):
+    import re
+
+    name = name.strip()
+    if not re.match(PROFILE_PATTERN, name):
+        raise UsageError("profile name '%s' may contain only letters, digits, '-' and '_'." % name,
+                         fix="Choose another name, e.g. my-workspace")
+    return name
+
+
+def databricks_profiles():
+    """{profile name: host} from ~/.databrickscfg (or DATABRICKS_CONFIG_FILE)."""
+    import configparser
+
+    path = os.environ.get("DATABRICKS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".databrickscfg")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return {}
+    return {
+        section: parser.get(section, "host", fallback="").rstrip("/")
+        for section in parser.sections()
+        if section != "__settings__"
+    }
+
+
+def default_profile(host):
+    """An existing CLI profile for ``host``, else a name derived from the host."""
+    import re
+    import urllib.parse
+
+    for name, profile_host in sorted(databricks_profiles().items()):
+        if profile_host == host:
+            return name
+    parts = urllib.parse.urlsplit(host)
+    hostname = parts.hostname or "workspace"
+    label = hostname if _is_loopback(hostname) else hostname.split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "workspace"
+    if parts.port:
+        name += "-%d" % parts.port
+    return name
+
+
+def previous_install(agent, registry, install_dir=None):
+    """The registry's record of this agent's install (at ``install_dir`` when given)."""
+    if install_dir:
+        record = registry.get(install_dir)
+        return record if record and record.get("agent") == agent.name else None
+    default_dir = agent.install_dir()
+    if registry.get(default_dir, {}).get("agent") == agent.name:
+        return registry[default_dir]
+    others = [r for r in registry.values() if r.get("agent") == agent.name]
+    return others[-1] if others else None
+
+
+def collect_answers(agent, args, registry, interactive):
+    """Every setup answer: from flags, else the terminal, else the previous install or defaults."""
+    location = getattr(args, "settings_location", None)
+    previous = previous_install(agent, registry, agent.install_dir(location) if location else None)
+    prev = previous or {}
+
+    if args.host:
+        host = normalize_host(args.host)
+    elif interactive:
+        host = ask_text("Workspace URL", prev.get("host"), normalize_host)
+    elif prev.get("host"):
+        host = prev["host"]
+    else:
+        raise UsageError("--host is required when fmapi runs without a terminal or with --yes.",
+                         fix="Pass it, e.g. fmapi setup --yes --host https://my-workspace.cloud.databricks.com")
+
+    profile_default = prev.get("profile") if prev.get("host") == host else default_profile(host)
+    if args.profile:
+        profile = validate_profile(args.profile)
+    elif interactive:
+        profile = ask_text("CLI profile name", profile_default, validate_profile)
+    else:
+        profile = profile_default
+
+    answers = {"host": host, "profile": profile}
+    for key, label, default in agent.prompts(prev):
+        given = getattr(args, key, None)
+        if given:
+            answers[key] = given.strip()
+        elif interactive:
+            answers[key] = ask_text(label, default)
+        else:
+            answers[key] = default
+
+    if agent.name == "claude":
+        if location is None and interactive:
+            choices = ["Home directory (%s)" % tilde(os.path.join(agent.install_dir("home"), "settings.json")),
+                       "Current directory (%s)" % os.path.join(".claude", "settings.json"),
+                       "Custom path"]
+            default_index = {"home": 0, "cwd": 1}.get(prev.get("location", "home"), 2)
+            picked = select("Settings location", choices, default_index)
+            if picked == 2:
+                location = ask_text("Base path", prev.get("location") if default_index == 2 else None, _validate_base_path)
+            else:
+                location = ("home", "cwd")[picked]
+        location = location or prev.get("location") or "home"
+        if location not in ("home", "cwd"):
+            location = _validate_base_path(location)
+        answers["location"] = location
+
+    if args.pat_lifetime:
+        days = args.pat_lifetime
+    elif interactive:
+        labels = ["%d day%s" % (d, "" if d == 1 else "s") for d in PAT_LIFETIMES]
+        current = prev.get("lifetime_days", DEFAULT_PAT_DAYS)
+        days = PAT_LIFETIMES[select("PAT lifetime", labels, PAT_LIFETIMES.index(current) if current in PAT_LIFETIMES else 0)]
+    else:
+        days = prev.get("lifetime_days", DEFAULT_PAT_DAYS)
+    answers["lifetime_days"] = int(days)
+    return answers, previous
+
+
+def _validate_base_path(text):
+    path = os.path.abspath(os.path.expanduser(text.strip()))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError("%s is a file, not a directory." % path, fix="Give the directory that should hold .claude/settings.json")
+    return path
+
+
+def cmd_setup(args):
+    agent = AGENTS[args.agent]
+    interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+    registry = load_registry()
+    answers, previous = collect_answers(agent, args, registry, interactive)
+    location = answers.get("location")
+    record = dict(answers, agent=agent.name, dir=agent.install_dir(location))
+    if previous and previous.get("dir") == record["dir"]:
+        record = dict(previous, **record)
+        previous_same = previous
+    else:
+        previous_same = registry.get(record["dir"])
+    agent.check(record)
+
+    total = 5
+    step(1, total, "Dependencies")
+    agent_path = ensure_command(agent.command, agent)
+    check_version(agent, agent_path)
+    record["cli"] = ensure_command("databricks")
+
+    step(2, total, "Databricks sign-in (profile %s on %s)" % (record["profile"], record["host"]))
+    bearer = ensure_session(record["host"], record["profile"], record["cli"])
+    say("  signed in.")
+
+    step(3, total, "Personal access token")
+    spec = agent.token_spec(record)
+    changed = bool(previous_same) and (
+        previous_same.get("lifetime_days") != record["lifetime_days"] or previous_same.get("profile") != record["profile"]
+    )
+    token, replaced = obtain_token(spec, force=changed, bearer=bearer)
+    if replaced:
+        revoke_quietly(*replaced)
+    cache = read_cache(spec.cache_path) or {}
+    verb = "minted" if cache.get("token") == token and (replaced or changed or cache.get("created", 0) >= time.time() - 60) else "kept"
+    say("  %s a PAT valid until %s (cache %s)." % (verb, time.strftime("%Y-%m-%d %H:%M", time.localtime(cache.get("expiry", 0))), tilde(spec.cache_path)))
+
+    step(4, total, "%s configuration" % agent.title)
+    record = agent.configure(record, previous_same)
+    record["version"] = __version__
+    registry = load_registry()
+    registry[record["dir"]] = record
+    save_registry(registry)
+    say("  wrote %s" % tilde(record.get("settings") or record["dir"]))
+
+    step(5, total, "Clean-up of older installs")
+    report = Report()
+    remove_legacy_wrappers(report)
+    if report.removed or report.failed:
+        report.print()
+    else:
+        say("  nothing to migrate.")
+
+    say("\n" + agent.finish_message(record))
+    return 0
+
+
+def find_install(agent, location=None):
+    """The record of the install at ``location`` (the agent's default when None), or an error."""
+    directory = agent.install_dir(location)
+    record = load_registry().get(directory)
+    if record and record.get("agent") == agent.name:
+        return record
+    spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
+    if spec and spec.agent == agent.name:
+        return {"agent": agent.name, "dir": directory, "host": spec.host, "profile": spec.profile,
+                "lifetime_days": spec.lifetime_days, "cli": spec.cli}
+    flags = "" if agent.name == "claude" else " --agent " + agent.name
+    raise FmapiError("no fmapi install for %s at %s." % (agent.title, tilde(directory)),
+                     fix="Set one up first: fmapi setup%s" % flags)
+
+
+def cmd_token(args):
+    agent = AGENTS[args.agent]
+    record = find_install(agent, getattr(args, "settings_location", None))
+    return helper_main(agent.token_spec(record).to_json())
+
+
+# Legacy shell wrappers: older versions of the bash script put a function into the
+# user's shell start-up files between these marker lines.
+
+LEGACY_RC_FILES = (".zshrc", ".bashrc")
+
+
+def legacy_wrapper_blocks(data):
+    """[(first line, last line)] of fmapi wrapper blocks in an RC file's bytes."""
+    import re
+
+    lines = data.splitlines(keepends=True)
+    blocks, start, name = [], None, None
+    for number, line in enumerate(lines):
+        if start is None:
+            match = re.match(rb"^\s*# >>> (.+?) wrapper >>>\s*$", line)
+            if match:
+                start, name = number, match.group(1)
+        elif re.match(rb"^\s*# <<< " + re.escape(name) + rb" wrapper <<<\s*$", line):
+            body = b"".join(lines[start:number + 1]).lower()
+            if any(word in body for word in (b"fmapi", b"databricks", b"anthropic_auth_token")):
+                blocks.append((start, number))
+            start = None
+    return blocks
+
+
+def legacy_rc_files():
+    home = os.path.expanduser("~")
+    found = []
+    for name in LEGACY_RC_FILES:
+        path = os.path.join(home, name)
+        data = read_bytes(path)
+        if data and legacy_wrapper_blocks(data):
+            found.append(path)
+    return found
+
+
+def remove_legacy_wrappers(report):
+    """Cut the wrapper blocks out of ~/.zshrc and ~/.bashrc; every other byte stays."""
+    import shutil
+
+    for path in legacy_rc_files():
+        real = os.path.realpath(path)  # a dotfile manager's symlink stays a symlink
+        data = read_bytes(real)
+        lines = data.splitlines(keepends=True)
+        drop = set()
+        for first, last in legacy_wrapper_blocks(data):
+            drop.update(range(first, last + 1))
+        kept = b"".join(line for number, line in enumerate(lines) if number not in drop)
+        try:
+            mode = os.stat(real).st_mode & 0o7777
+            backup = "%s.fmapi-backup-%s" % (real, time.strftime("%Y%m%d-%H%M%S"))
+            shutil.copy2(real, backup)
+            write_atomic(real, kept, mode)
+        except OSError as exc:
+            report.failed.append("%s: %s" % (tilde(path), exc))
+            continue
+        report.removed.append("the old shell wrapper from %s (backup: %s)" % (tilde(path), tilde(backup)))
+
+
+def discover_installs(registry):
+    """Every install fmapi can find: the registry's plus what is on disk in the usual places."""
+    installs = {}
+    for directory, record in registry.items():
+        if record.get("agent") in AGENTS:
+            installs[directory] = record
+    for agent in AGENTS.values():
+        for record in agent.discover():
+            installs.setdefault(record["dir"], record)
+    return installs
+
+
+def describe_install(record):
+    agent = AGENTS[record["agent"]]
+    where = record.get("settings") or record["dir"]
+    extra = " (%s, profile %s)" % (record["host"], record["profile"]) if record.get("host") else ""
+    return "%s: %s%s" % (agent.title, tilde(where), extra)
+
+
+def cmd_uninstall(args):
+    registry = load_registry()
+    installs = discover_installs(registry)
+    rc_files = legacy_rc_files()
+    if not installs and not rc_files:
+        say("Nothing to uninstall.")
+        return 0
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    say("fmapi found:")
+    for record in installs.values():
+        say("  - " + describe_install(record))
+    for path in rc_files:
+        say("  - an old shell wrapper in %s" % tilde(path))
+    if not args.yes:
+        if not interactive:
+            raise UsageError("not removing anything without confirmation.", fix="Run it again with --yes to remove the above.")
+        if ask_text("Remove all of this? (y/n)", "n").lower() not in ("y", "yes"):
+            say("Nothing was changed.")
+            return 0
+
+    prefixes = sorted({AGENTS[r["agent"]].pat_comment for r in installs.values()})
+    revoke = args.revoke
+    if revoke is None:
+        revoke = False
+        if interactive and not args.yes and installs:
+            question = ("Also revoke every Databricks PAT whose comment starts with %s? This includes tokens you "
+                        "made with fmapi on other machines and in other settings locations" % " or ".join(repr(p) for p in prefixes))
+            revoke = select(question, ["No, let them expire on their own", "Yes, revoke them now"], 0) == 1
+
+    report = Report()
+    sessions = {(r["host"], r["profile"], r.get("cli")) for r in installs.values() if r.get("host") and r.get("profile")}
+    for directory, record in installs.items():
+        AGENTS[record["agent"]].unconfigure(record, report)
+        registry.pop(directory, None)
+    remove_legacy_wrappers(report)
+    save_registry(registry)
+
+    if revoke:
+        for host, profile, cli in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "")):
+            try:
+                bearer = oauth_token(host, profile, cli)
+                for info in list_pats(host, profile, bearer):
+                    if any(str(info.get("comment", "")).startswith(p) for p in prefixes):
+                        delete_pat(host, bearer, info["token_id"])
+                        report.removed.append("PAT %s (%s) on %s" % (info["token_id"], info.get("comment", ""), host))
+            except SessionExpired as exc:
+                report.failed.append("revoking PATs on %s: session expired; run %s and retry with --revoke"
+                                     % (host, exc.fix.split(": ", 1)[-1]))
+            except FmapiError as exc:
+                report.failed.append("revoking PATs on %s: %s" % (host, exc.message))
+    report.print()
+    return 1 if report.failed else 0
+
+
+def cmd_status(args):
+    """Each install, its workspace, and how long its cached PAT has left."""
+    installs = discover_installs(load_registry())
+    if not installs:
+        say("No fmapi installs. Set one up with: fmapi setup")
+        return 0
+    problems = 0
+    for record in installs.values():
+        say(describe_install(record))
+        cache = read_cache(os.path.join(record["dir"], CACHE_NAME))
+        if cache and isinstance(cache.get("expiry"), (int, float)):
+            left = cache["expiry"] - time.time()
+            state = "expired" if left <= 0 else "valid for %dh%02dm" % (left // 3600, left % 3600 // 60)
+            say("  cached PAT: %s" % state)
+        else:
+            say("  cached PAT: none (the next agent start mints one)")
+        helper = os.path.join(record["dir"], HELPER_NAME)
+        if record["agent"] != "gemini" and not os.access(helper, os.X_OK):
+            say("  helper: missing (re-run fmapi setup to repair)")
+            problems += 1
+    return 1 if problems else 0
+
+
+# --------------------------------------------------------------------------------------
+# 14. Command line and main()
+# --------------------------------------------------------------------------------------
+
+DESCRIPTION = (
+    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI) to use models served by "
+    "Databricks Foundation Model API, with short-lived tokens that renew by themselves."
+)
+EPILOG = """\
+examples:
+  fmapi                                   set up Claude Code, asking for each answer
+  fmapi setup --yes --host https://my-workspace.cloud.databricks.com
+  fmapi setup --agent codex               set up OpenAI Codex
+  fmapi setup --agent gemini              set up Gemini CLI, then start it with: fmapi gemini
+  fmapi token                             print the current token of the ~/.claude install
+  fmapi status                            list installs and their tokens
+  fmapi --uninstall                       remove everything fmapi wrote
+
+See %s for the manual.""" % HOMEPAGE
+
+
+def build_parser():
+    """The whole command line (also the source of the man page)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [-h] [--version] [--uninstall] [COMMAND] [options]",
+    )
+    parser.add_argument("--version", action="version", version="%s %s" % (PROG, __version__))
+    parser.add_argument("--uninstall", action="store_true",
+                        help="same as `fmapi uninstall`; setup options given without a command mean `fmapi setup`")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def agent_option(p, what):
+        p.add_argument("--agent", choices=sorted(AGENTS), default="claude",
+                       help="which coding agent to %s (default: claude)" % what)
+
+    setup = commands.add_parser(
+        "setup", help="set up a coding agent against the workspace (the default command)",
+        description="Install what is missing, sign in to Databricks, mint a PAT and write the agent's "
+                    "configuration. Flags answer the questions; with --yes or without a terminal, "
+                    "nothing is asked and missing answers take their defaults (a re-run's defaults "
+                    "are the existing install's values).")
+    agent_option(setup, "set up")
+    setup.add_argument("--host", metavar="URL", help="workspace URL, https://... (http only for 127.0.0.1/localhost/[::1])")
+    setup.add_argument("--profile", metavar="NAME", help="Databricks CLI profile name (letters, digits, - and _)")
+    setup.add_argument("--model", metavar="M", help="primary model (serving endpoint name)")
+    setup.add_argument("--opus", metavar="M", help="Claude Code: Opus model (default databricks-claude-opus-4-6)")
+    setup.add_argument("--sonnet", metavar="M", help="Claude Code: Sonnet model (default databricks-claude-sonnet-4-6)")
+    setup.add_argument("--haiku", metavar="M", help="Claude Code: Haiku model (default databricks-claude-haiku-4-5)")
+    setup.add_argument("--settings-location", metavar="home|cwd|PATH",
+                       help="Claude Code: where .claude/settings.json goes: home (~/.claude), cwd (./.claude) or PATH/.claude")
+    setup.add_argument("--pat-lifetime", type=int, choices=PAT_LIFETIMES, metavar="1|3|5|7",
+                       help="lifetime of each personal access token, in days (default 1)")
+    setup.add_argument("--write-env", action="store_true",
+                       help="Gemini CLI: also keep the token in ~/.gemini/.env so a bare `gemini` works")
+    setup.add_argument("-y", "--yes", action="store_true", help="ask nothing; take defaults for what is missing")
+
+    token = commands.add_parser(
+        "token", help="print a valid token for an install (what the agents' helper does)",
+        description="Print a valid PAT for the install on stdout and nothing else, renewing it when "
+                    "needed. On failure the reason and the fix go to stderr and the exit status is non-zero.")
+    agent_option(token, "serve")
+    token.add_argument("--settings-location", metavar="home|cwd|PATH", help="Claude Code: which install (default home)")
+
+    uninstall = commands.add_parser(
+        "uninstall", help="remove everything fmapi wrote (same as --uninstall)",
+        description="Find every install (settings files, helpers, caches, old shell wrappers), list "
+                    "them, and remove fmapi's part after you confirm; the rest of your files stays.")
+    uninstall.add_argument("-y", "--yes", action="store_true", help="remove without asking")
+    revoke = uninstall.add_mutually_exclusive_group()
+    revoke.add_argument("--revoke", dest="revoke", action="store_true", default=None,
+                        help="also revoke every FMAPI PAT of the profiles found (also other machines' ones)")
+    revoke.add_argument("--no-revoke", dest="revoke", action="store_false", help="do not revoke any PAT")
+
+    gemini = commands.add_parser(
+        "gemini", help="start Gemini CLI with a fresh token (arguments go to gemini)",
+        description="Make sure the Gemini install's token outlives a working session, then replace "
+                    "this process with `gemini ARGS...` and the environment it needs.")
+    gemini.add_argument("args", nargs=argparse.REMAINDER, help="arguments for gemini")
+
+    commands.add_parser("status", help="list installs and the state of their tokens",
+                        description="List every install fmapi finds, its workspace and profile, and "
+                                    "how long its cached token has left.")
+    return parser
+
+
+COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "status")
+
+
+def normalize_argv(argv):
+    """`fmapi` and `fmapi --host ...` mean setup; `fmapi --uninstall ...` means uninstall."""
+    argv = list(argv)
+    if argv and argv[0] in COMMAND_NAMES:
+        return argv
+    if "--uninstall" in argv:
+        return ["uninstall"] + [a for a in argv if a != "--uninstall"]
+    if any(a in ("-h", "--help", "--version") for a in argv[:1]):
+        return argv
+    return ["setup"] + argv
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv=None):
+    if sys.version_info < MIN_PYTHON:
+        sys.stderr.write("fmapi: needs Python %d.%d or newer (this is %s).\n" % (MIN_PYTHON + (sys.version.split()[0],)))
+        return 1
+    import signal
+
+    os.umask(0o077)
+    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "gemini" and "gemini" in AGENTS:
+        handler = run_gemini
+        args = argv[1:]
+    else:
+        args = build_parser().parse_args(argv)
+        handler = COMMANDS[args.command]
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return handler(args)
+    except FmapiError as exc:
+        print(exc.render(), file=sys.stderr, flush=True)
+        return exc.code
+    except KeyboardInterrupt:
+        print("\nfmapi: interrupted; files are as they were or complete, never half-written.", file=sys.stderr, flush=True)
+        return 130
+
+
+COMMANDS = {"setup": cmd_setup, "token": cmd_token, "uninstall": cmd_uninstall, "status": cmd_status}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
