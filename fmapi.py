@@ -1456,6 +1456,8 @@ def cmd_setup(args):
     answers, previous = collect_answers(agent, args, registry, interactive)
     location = answers.get("location")
     record = dict(answers, agent=agent.name, dir=agent.install_dir(location))
+    if args.write_env:
+        record["write_env"] = True
     if previous and previous.get("dir") == record["dir"]:
         record = dict(previous, **record)
         previous_same = previous
