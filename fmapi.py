@@ -1405,6 +1405,8 @@ def collect_answers(agent, args, registry, interactive):
         profile = profile_default
 
     answers = {"host": host, "profile": profile}
+    if interactive:
+        offer_models(agent, host, profile)
     for key, label, default in agent.prompts(prev):
         given = getattr(args, key, None)
         if given:
@@ -1440,6 +1442,22 @@ def collect_answers(agent, args, registry, interactive):
         days = prev.get("lifetime_days", DEFAULT_PAT_DAYS)
     answers["lifetime_days"] = int(days)
     return answers, previous
+
+
+def offer_models(agent, host, profile):
+    """On a terminal, list the workspace's chat endpoints for this agent before asking for models.
+
+    Only when the profile is already signed in to this host: the sign-in itself is a later step.
+    """
+    if databricks_profiles().get(profile) != host:
+        return []
+    try:
+        names = chat_endpoints(host, oauth_token(host, profile), agent.family)
+    except FmapiError:
+        return []
+    if names:
+        say("Chat endpoints for %s on this workspace: %s" % (agent.title, ", ".join(names)))
+    return names
 
 
 def _validate_base_path(text):
