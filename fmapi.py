@@ -1498,12 +1498,13 @@ def cmd_setup(args):
     changed = bool(previous_same) and (
         previous_same.get("lifetime_days") != record["lifetime_days"] or previous_same.get("profile") != record["profile"]
     )
+    before = (read_cache(spec.cache_path) or {}).get("token")
     token, replaced = obtain_token(spec, force=changed, bearer=bearer)
     if replaced:
         revoke_quietly(*replaced)
-    cache = read_cache(spec.cache_path) or {}
-    verb = "minted" if cache.get("token") == token and (replaced or changed or cache.get("created", 0) >= time.time() - 60) else "kept"
-    say("  %s a PAT valid until %s (cache %s)." % (verb, time.strftime("%Y-%m-%d %H:%M", time.localtime(cache.get("expiry", 0))), tilde(spec.cache_path)))
+    expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
+    say("  %s a PAT valid until %s (cache %s)." % ("kept" if token == before else "minted",
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry)), tilde(spec.cache_path)))
 
     step(4, total, "%s configuration" % agent.title)
     record = agent.configure(record, previous_same)

@@ -1,0 +1,204 @@
+"""`fmapi --uninstall`: every artifact goes, everything else stays."""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import expire_cli_session, make_stub, run_fmapi
+from test_claude import CLAUDE_STUB, DOWN, ENTER, Terminal, cache_of, read_json
+
+USER_SETTINGS = {
+    "permissions": {"allow": ["Bash(npm test)"], "deny": ["Read(./.env)"]},
+    "theme": "light",
+    "env": {"MY_VAR": "1", "HTTPS_PROXY": "http://proxy:3128"},
+    "statusLine": {"type": "command", "command": "~/bin/status"},
+    "includeCoAuthoredBy": False,
+}
+
+
+@pytest.fixture
+def install(home, workspace, logged_in, home_bin):
+    make_stub(home_bin, "claude", CLAUDE_STUB)
+
+    def run(*extra):
+        proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, *extra)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    return run
+
+
+def fmapi_files(base):
+    d = Path(base) / ".claude"
+    return [p for p in (d / "fmapi-key-helper.sh", d / ".fmapi-pat-cache", d / ".fmapi-pat-cache.lock") if p.exists()]
+
+
+def test_uninstall_removes_home_cwd_and_custom_installs(home, install, tmp_path):
+    custom = tmp_path / "elsewhere"
+    install()
+    install("--settings-location", "cwd")
+    install("--settings-location", str(custom))
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    for base in (home, Path.cwd(), custom):
+        assert not (base / ".claude" / "settings.json").exists()
+        assert fmapi_files(base) == []
+    assert not (home / ".local" / "share" / "fmapi").exists()  # the registry and runtime copy too
+    again = run_fmapi("--uninstall", "--yes")
+    assert again.returncode == 0
+    assert again.stdout == "Nothing to uninstall.\n"
+    assert run_fmapi("uninstall").stdout == "Nothing to uninstall.\n"
+
+
+def test_user_settings_come_back_with_exactly_their_keys(home, install):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=4))
+    install()
+    assert read_json(d / "settings.json")["apiKeyHelper"]
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert read_json(d / "settings.json") == USER_SETTINGS
+    assert fmapi_files(home) == []
+
+
+def test_a_value_the_user_changed_is_kept_and_said(home, install):
+    install()
+    d = home / ".claude"
+    settings = read_json(d / "settings.json")
+    settings["env"]["ANTHROPIC_MODEL"] = "my-own-endpoint"
+    (d / "settings.json").write_text(json.dumps(settings))
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0
+    assert read_json(d / "settings.json") == {"env": {"ANTHROPIC_MODEL": "my-own-endpoint"}}
+    assert "ANTHROPIC_MODEL" in proc.stdout and "Kept" in proc.stdout
+
+
+def test_rc_files_lose_only_the_wrapper_blocks(home, install):
+    zshrc = b"# zsh\nexport EDITOR=vim\n# >>> claude-fmapi wrapper >>>\nclaude() { databricks auth token; }\n# <<< claude-fmapi wrapper <<<\nbindkey -e"
+    bashrc = b"# >>> fmapi wrapper >>>\nexport ANTHROPIC_AUTH_TOKEN=x\n# <<< fmapi wrapper <<<\n\n\nalias g=git\n"
+    (home / ".zshrc").write_bytes(zshrc)
+    (home / ".bashrc").write_bytes(bashrc)
+    os.chmod(home / ".bashrc", 0o640)
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (home / ".zshrc").read_bytes() == b"# zsh\nexport EDITOR=vim\nbindkey -e"
+    assert (home / ".bashrc").read_bytes() == b"\n\nalias g=git\n"
+    assert oct((home / ".bashrc").stat().st_mode & 0o777) == oct(0o640)
+    assert len(list(home.glob(".zshrc.fmapi-backup-*"))) == 1
+    assert run_fmapi("--uninstall", "--yes").stdout == "Nothing to uninstall.\n"
+
+
+def test_without_revoke_the_pats_stay(home, workspace, install):
+    install()
+    token = cache_of(home / ".claude")["token"]
+    assert run_fmapi("uninstall", "--yes", "--no-revoke").returncode == 0
+    assert token in workspace.pat_values()
+    assert run_fmapi("uninstall", "--yes").stdout == "Nothing to uninstall.\n"
+
+
+def test_revoke_removes_every_claude_code_fmapi_pat_and_nothing_else(home, workspace, install):
+    install()
+    mine = cache_of(home / ".claude")["token"]
+    other_machine = workspace.add_pat("Claude Code FMAPI (created 2026-10-01)")["token_value"]
+    unrelated = workspace.add_pat("my CI token")["token_value"]
+    proc = run_fmapi("uninstall", "--yes", "--revoke")
+    assert proc.returncode == 0, proc.stderr
+    live = workspace.pat_values()
+    assert mine not in live and other_machine not in live
+    assert unrelated in live
+
+
+def test_revoke_with_a_dead_session_still_cleans_up_locally(home, workspace, install, logged_in):
+    install()
+    expire_cli_session(home, workspace)
+    proc = run_fmapi("uninstall", "--yes", "--revoke")
+    assert proc.returncode == 1
+    assert "databricks auth login --host %s --profile %s" % (workspace.url, logged_in) in proc.stdout
+    assert fmapi_files(home) == []
+    assert not (home / ".claude" / "settings.json").exists()
+
+
+def test_corrupt_settings_are_left_untouched_and_reported(home, install):
+    install()
+    d = home / ".claude"
+    broken = b'{"apiKeyHelper": "x", oops'
+    (d / "settings.json").write_bytes(broken)
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 1
+    assert (d / "settings.json").read_bytes() == broken
+    assert "not valid JSON" in proc.stdout and "Failed" in proc.stdout
+    assert fmapi_files(home) == []
+
+
+def test_finds_an_install_the_registry_forgot(home, install):
+    install()
+    shutil.rmtree(home / ".local" / "share" / "fmapi")
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert fmapi_files(home) == [] and not (home / ".claude" / "settings.json").exists()
+
+
+def test_seed_style_install_without_fmapi_records(home, workspace):
+    """What the bash original left: settings keys, a helper, a cache; no registry."""
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_text(json.dumps({
+        "apiKeyHelper": str(d / "fmapi-key-helper.sh"), "theme": "dark",
+        "env": {"ANTHROPIC_BASE_URL": "https://x.cloud.databricks.com/serving-endpoints/anthropic",
+                "ANTHROPIC_MODEL": "databricks-claude-opus-4-6", "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": "3600000"}}))
+    (d / "fmapi-key-helper.sh").write_text("#!/bin/sh\njq -r .token ~/.claude/.fmapi-pat-cache\n")
+    (d / ".fmapi-pat-cache").write_text('{"token": "dapi0", "expiry": 1}')
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(d / "settings.json") == {"theme": "dark"}
+    assert sorted(p.name for p in d.iterdir()) == ["settings.json"]
+
+
+def test_without_a_terminal_it_asks_for_yes(home, install):
+    install()
+    proc = run_fmapi("uninstall")
+    assert proc.returncode == 2
+    assert "--yes" in proc.stderr
+    assert fmapi_files(home) != []
+
+
+def test_interactive_uninstall_lists_asks_and_defaults_to_not_revoking(home, workspace, install):
+    install()
+    token = cache_of(home / ".claude")["token"]
+    term = Terminal(["--uninstall"], cwd=os.getcwd())
+    listing = term.expect("Remove all of this?")
+    assert "settings.json" in listing
+    term.send("y\r")
+    question = term.expect("(up/down, Enter)")
+    assert "other machines" in question
+    term.send(ENTER)
+    assert term.finish() == 0, term.buffer
+    assert fmapi_files(home) == []
+    assert token in workspace.pat_values()
+
+
+def test_interactive_uninstall_can_revoke(home, workspace, install):
+    install()
+    token = cache_of(home / ".claude")["token"]
+    term = Terminal(["uninstall"], cwd=os.getcwd())
+    term.expect("Remove all of this?")
+    term.send("y\r")
+    term.expect("(up/down, Enter)")
+    term.send(DOWN + ENTER)
+    assert term.finish() == 0, term.buffer
+    assert token not in workspace.pat_values()
+
+
+def test_ctrl_c_at_the_question_changes_nothing(home, install):
+    install()
+    before = {p: p.read_bytes() for p in (home / ".claude").iterdir()}
+    term = Terminal(["--uninstall"], cwd=os.getcwd())
+    term.expect("Remove all of this?")
+    time.sleep(0.1)
+    term.send("\x03")
+    assert term.finish() == 130
+    assert {p: p.read_bytes() for p in (home / ".claude").iterdir()} == before
