@@ -51,6 +51,16 @@ _ensure_executable(FAKE_DATABRICKS)
 
 
 # ------------------------------------------------------------------ fixtures
+@pytest.fixture(autouse=True)
+def _never_the_real_home(tmp_path, monkeypatch):
+    """Every test, even one that does not ask for ``home``, runs with a temporary HOME."""
+    isolated = tmp_path / "isolated-home"
+    isolated.mkdir()
+    monkeypatch.setenv("HOME", str(isolated))
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def home_bin(tmp_path):
     """A per-test bin dir on PATH (after tests/fakebin) for stand-ins such as a fake `claude`."""

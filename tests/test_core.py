@@ -114,6 +114,8 @@ def test_write_atomic_sets_mode_and_leaves_no_temp(tmp_path):
 
 
 def test_write_atomic_cleans_up_when_interrupted(tmp_path, mocker):
+    tmp_path = tmp_path / "d"
+    tmp_path.mkdir()
     target = tmp_path / "settings.json"
     target.write_text("old")
     mocker.patch("os.replace", side_effect=KeyboardInterrupt)
@@ -138,6 +140,8 @@ def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path):
         os.replace = slow_replace
         fmapi.write_atomic(sys.argv[1], "new contents")
     """) % str(ROOT)
+    tmp_path = tmp_path / "d"
+    tmp_path.mkdir()
     target = tmp_path / "settings.json"
     target.write_text("old contents")
     proc = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
