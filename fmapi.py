@@ -25,13 +25,28 @@ How this file reads, top to bottom:
 
 Standard library only. Only the modules the token helper's cache-hit path needs are
 imported at the top; everything else is imported where it is used, so that an agent
-start pays for one small import and nothing more.
+start pays for one small import and nothing more. Even ``json`` (8 ms, with ``re`` and
+``enum`` behind it) waits until something other than the cache-hit path needs it.
 """
 
-import json
 import os
 import sys
 import time
+
+
+class _OnFirstUse:
+    """A module imported the first time one of its attributes is used."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        module = __import__(self._name)
+        globals()[self._name] = module
+        return getattr(module, attr)
+
+
+json = _OnFirstUse("json")
 
 # --------------------------------------------------------------------------------------
 # 1. Constants and the version
@@ -275,6 +290,27 @@ def read_cache(path):
     return value if isinstance(value, dict) else None
 
 
+def peek_cache(raw):
+    """The cache fields the hot path needs, read without the json module.
+
+    fmapi writes the cache with one ``"key": value`` per line (``dump_json``); anything
+    else (escapes, another layout) returns None and the caller parses real JSON instead.
+    """
+    found = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.strip().rstrip(",").partition(": ")
+        if sep and key in ('"token"', '"expiry"', '"host"'):
+            found[key[1:-1]] = value
+    try:
+        token, host, expiry = found["token"], found["host"], int(found["expiry"])
+    except (KeyError, ValueError):
+        return None
+    for text in (token, host):
+        if len(text) < 2 or text[0] != '"' or text[-1] != '"' or "\\" in text:
+            return None
+    return {"token": token[1:-1], "host": host[1:-1], "expiry": expiry}
+
+
 def usable_token(cache, host, min_left, now=None):
     """The cached PAT when it belongs to ``host`` and has ``min_left`` seconds left."""
     if not cache or cache.get("host") != host:
@@ -287,18 +323,25 @@ def usable_token(cache, host, min_left, now=None):
     return token
 
 
-def helper_main(spec_json):
+def helper_main(argv):
     """Entry point of every generated helper script: print a valid PAT, nothing else.
 
-    ``spec_json`` is the TokenSpec the helper was generated with, as JSON, so the helper
-    keeps working when the cache is deleted.
+    ``argv`` is ``[dir, host, min_left, spec_json]``: the first three answer a cache hit;
+    the TokenSpec (as JSON) is only parsed when a PAT must be minted, so the helper keeps
+    working when the cache is deleted.
     """
-    spec = json.loads(spec_json)
-    token = usable_token(read_cache(os.path.join(spec["dir"], CACHE_NAME)), spec["host"], spec["min_left"])
+    directory, host, min_left, spec_json = argv
+    try:
+        with open(os.path.join(directory, CACHE_NAME), "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        raw = b""
+    cache = peek_cache(raw) or (read_cache(os.path.join(directory, CACHE_NAME)) if raw else None)
+    token = usable_token(cache, host, int(min_left))
     if token:
         os.write(1, (token + "\n").encode())
         return 0
-    return serve_token(TokenSpec(**spec), background_revoke=True)
+    return serve_token(TokenSpec(**json.loads(spec_json)), background_revoke=True)
 
 
 def serve_token(spec, background_revoke=False):
@@ -741,13 +784,13 @@ def helper_script(spec, title):
     """The text of a helper: /bin/sh starting the real interpreter on the compiled runtime."""
     import shlex
 
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import fmapi; sys.exit(fmapi.helper_main(sys.argv[2]))"
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import fmapi; sys.exit(fmapi.helper_main(sys.argv[2:]))"
+    words = [interpreter(), "-I", "-S", "-B", "-c", code, runtime_dir(), spec.dir, spec.host, str(spec.min_left), spec.to_json()]
     return (
         "#!/bin/sh\n"
         "# %s token helper, written by fmapi %s. Do not edit: re-run `fmapi` to change it,\n"
         "# `fmapi --uninstall` to remove it. It prints a valid Databricks PAT and nothing else.\n"
-        "exec %s -I -S -B -c %s %s %s\n"
-        % (title, __version__, shlex.quote(interpreter()), shlex.quote(code), shlex.quote(runtime_dir()), shlex.quote(spec.to_json()))
+        "exec %s\n" % (title, __version__, " ".join(shlex.quote(word) for word in words))
     )
 
 
@@ -1117,7 +1160,367 @@ register(Claude())
 # 10. Gemini CLI
 # --------------------------------------------------------------------------------------
 
-# GEMINI-SECTION-PLACEHOLDER
+# Gemini CLI reads its key once, at start, and has no helper hook. So `fmapi gemini`
+# is the launcher: it makes sure the install's PAT outlives a working session, then
+# replaces itself with `gemini` and the environment below. settings.json gets the two
+# keys Gemini CLI needs besides that environment; `setup --write-env` also keeps the
+# environment in ~/.gemini/.env, which every `fmapi gemini` refreshes, so that a bare
+# `gemini` works until that token expires.
+#
+# GEMINI_CLI_HOME replaces the home directory, as in gemini-cli's paths.ts:
+#   homedir() { const envHome = process.env["GEMINI_CLI_HOME"]; if (envHome) return envHome; ... }
+#   Storage.getGlobalGeminiDir() -> path.join(homedir(), ".gemini")
+
+GEMINI_BASE_PATH = "/serving-endpoints/gemini"  # the workspace's Gemini API (newer form: /ai-gateway/gemini)
+GEMINI_AUTH_TYPE = "gemini-api-key"  # the auto-detected "gateway" mode never sends the key as a Bearer token
+GEMINI_SESSION = 12 * 3600  # seconds: a launched session must be able to run this long on its token
+GEMINI_MANAGED = ("security.auth.selectedType", "model.name")  # what fmapi sets in settings.json
+GEMINI_CONTAINERS = ("security", "security.auth", "model")  # objects those keys live in
+GEMINI_ENV_KEYS = ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY", "GEMINI_API_KEY_AUTH_MECHANISM",
+                   "GEMINI_MODEL", "GEMINI_CLI_CUSTOM_HEADERS")
+GEMINI_ENV_BEGIN = "# >>> fmapi: Gemini CLI >>>"
+GEMINI_ENV_END = "# <<< fmapi: Gemini CLI <<<"
+INHERITED_UMASK = None  # main() records the umask fmapi started with; gemini gets it back
+
+
+def gemini_env(host, token, model):
+    """The environment `fmapi gemini` starts Gemini CLI with (and --write-env keeps in .env)."""
+    return {
+        "GOOGLE_GEMINI_BASE_URL": host + GEMINI_BASE_PATH,
+        "GEMINI_API_KEY": token,
+        "GEMINI_API_KEY_AUTH_MECHANISM": "bearer",
+        "GEMINI_MODEL": model,
+        "GEMINI_CLI_CUSTOM_HEADERS": "%s: %s" % CODING_AGENT_HEADER,
+    }
+
+
+def _json_get(data, dotted):
+    """(True, value) when ``data`` holds the nested key ``a.b.c``, else (False, None)."""
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        data = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or keys[-1] not in data:
+        return False, None
+    return True, data[keys[-1]]
+
+
+def _json_set(data, dotted, value):
+    """Set the nested key, creating objects on the way; returns the dotted names of those created."""
+    keys = dotted.split(".")
+    created = []
+    for n, key in enumerate(keys[:-1]):
+        if not isinstance(data.get(key), dict):
+            data[key] = {}
+            created.append(".".join(keys[:n + 1]))
+        data = data[key]
+    data[keys[-1]] = value
+    return created
+
+
+def _json_delete(data, dotted):
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        data = data[key]
+    del data[keys[-1]]
+
+
+def _strip_env_block(text):
+    """``text`` without fmapi's block of lines, and whether there was one."""
+    kept, inside, found = [], False, False
+    for line in text.splitlines(keepends=True):
+        bare = line.strip()
+        if not inside and bare == GEMINI_ENV_BEGIN:
+            inside = found = True
+            continue
+        if inside:
+            if bare == GEMINI_ENV_END:
+                inside = False
+                continue
+            if not bare or bare.startswith("#") or bare.split("=", 1)[0].strip() in GEMINI_ENV_KEYS:
+                continue
+            inside = False  # a damaged block (no end line) ends at the first line that is not fmapi's
+        kept.append(line)
+    return "".join(kept), found
+
+
+class Gemini(Agent):
+    name = "gemini"
+    title = "Gemini CLI"
+    command = "gemini"
+    npm_package = "@google/gemini-cli"
+    pat_comment = "Gemini CLI FMAPI"
+    default_model = "databricks-gemini-2-5-pro"
+    family = "gemini"
+    min_version = (0, 19, 0)  # GEMINI_API_KEY_AUTH_MECHANISM and GEMINI_CLI_CUSTOM_HEADERS
+    revoke_replaced = False  # a running session keeps the token it started with: let it expire
+
+    def install_dir(self, location=None):
+        """<GEMINI_CLI_HOME or ~>/.gemini: Gemini CLI's own user directory."""
+        return os.path.join(os.path.abspath(os.environ.get("GEMINI_CLI_HOME") or os.path.expanduser("~")), ".gemini")
+
+    def min_left(self, lifetime_days):
+        """A launch gets a token with a working session's worth of life (12 h, at most half the lifetime)."""
+        return min(GEMINI_SESSION, int(lifetime_days) * 86400 // 2)
+
+    def settings_path(self, record):
+        return os.path.join(record["dir"], "settings.json")
+
+    def env_path(self, record):
+        return os.path.join(record["dir"], ".env")
+
+    def load_settings(self, path):
+        """settings.json as a dict; refuses (touching nothing) what fmapi cannot edit faithfully."""
+        try:
+            settings = load_json_object(path)
+        except UnparsableFile as exc:
+            exc.fix = ("Gemini CLI allows comments there, fmapi cannot keep them: remove the comments "
+                       "(or fix the file), then re-run fmapi.")
+            raise
+        for dotted in GEMINI_CONTAINERS:
+            present, value = _json_get(settings, dotted)
+            if present and not isinstance(value, dict):
+                raise FmapiError("%s: \"%s\" is %s, not an object; fmapi left the file untouched."
+                                 % (tilde(path), dotted, json.dumps(value)),
+                                 fix="Fix it (Gemini CLI expects an object there), then re-run fmapi.")
+        return settings
+
+    def check(self, record):
+        self.load_settings(self.settings_path(record))
+
+    def configure(self, record, previous):
+        previous = previous or {}
+        path = self.settings_path(record)
+        real = os.path.realpath(path)  # a dotfile manager's symlink stays a symlink
+        existed = os.path.exists(real)
+        settings = self.load_settings(real)
+        before = json.loads(json.dumps(settings))
+        old_written, old_saved = previous.get("written") or {}, previous.get("saved") or {}
+        written = {"security.auth.selectedType": GEMINI_AUTH_TYPE, "model.name": record["model"]}
+        saved, created = {}, list(previous.get("created") or [])
+        for dotted in GEMINI_MANAGED:
+            present, value = _json_get(settings, dotted)
+            if dotted in old_saved and present and value == old_written.get(dotted):
+                saved[dotted] = old_saved[dotted]  # still fmapi's value: remember what was there before fmapi
+            else:
+                saved[dotted] = {"had": True, "value": value} if present else {"had": False}
+            created += [c for c in _json_set(settings, dotted, written[dotted]) if c not in created]
+        if settings != before or not existed:
+            mode = os.stat(real).st_mode & 0o777 if existed else 0o600
+            write_atomic(real, dump_json(settings), mode)
+        record = dict(record, settings=path, written=written, saved=saved, created=created,
+                      settings_created=bool(previous.get("settings_created")) if previous.get("written") else not existed)
+        if record.get("write_env"):
+            if "env_saved" not in record:  # how the user's .env was, for uninstall
+                env_real = os.path.realpath(self.env_path(record))
+                raw = read_bytes(env_real)
+                theirs = _strip_env_block(raw.decode("utf-8", "surrogateescape"))[0] if raw is not None else ""
+                record["env_saved"] = {
+                    "existed": raw is not None,
+                    "mode": os.stat(env_real).st_mode & 0o777 if raw is not None else 0o600,
+                    "newline_added": bool(theirs) and not theirs.endswith("\n"),
+                }
+            cache = read_cache(self.token_spec(record).cache_path) or {}
+            self.write_env_file(record, cache["token"])
+            for key in ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY"):
+                if os.environ.get(key):
+                    warn("%s is set in your environment; a bare `gemini` uses it instead of %s "
+                         "(`fmapi gemini` is not affected)." % (key, tilde(self.env_path(record))))
+        return record
+
+    def model_for_launch(self, record):
+        """The model a launch asks for: settings.json's model.name (the user may have changed it), else setup's."""
+        try:
+            present, value = _json_get(load_json_object(self.settings_path(record)), "model.name")
+        except UnparsableFile:
+            present, value = False, None
+        if present and isinstance(value, str) and value.strip():
+            return value.strip()
+        return record.get("model") or self.default_model
+
+    def write_env_file(self, record, token):
+        """Put fmapi's lines (current token) at the end of .env; the user's lines stay as they are."""
+        path = os.path.realpath(self.env_path(record))
+        raw = read_bytes(path)
+        text = raw.decode("utf-8", "surrogateescape") if raw is not None else ""
+        rest, _ = _strip_env_block(text)
+        if rest and not rest.endswith("\n"):
+            rest += "\n"
+        env = gemini_env(record["host"], token, self.model_for_launch(record))
+        block = [GEMINI_ENV_BEGIN,
+                 "# Written by fmapi: `fmapi gemini` refreshes this token, `fmapi --uninstall` removes these lines."]
+        block += ['%s="%s"' % (key, env[key]) for key in GEMINI_ENV_KEYS]
+        block.append(GEMINI_ENV_END)
+        data = (rest + "\n".join(block) + "\n").encode("utf-8", "surrogateescape")
+        if data != raw or (os.stat(path).st_mode & 0o777) != 0o600:
+            write_atomic(path, data, 0o600)
+
+    def discover(self):
+        record = self.record_from_disk(self.install_dir())
+        return [record] if record else []
+
+    def record_from_disk(self, directory):
+        """A record for an install the registry lost: its cache (or .env block) is still there."""
+        cache = read_cache(os.path.join(directory, CACHE_NAME))
+        raw = read_bytes(os.path.join(directory, ".env"))
+        has_block = raw is not None and _strip_env_block(raw.decode("utf-8", "surrogateescape"))[1]
+        if not (cache or has_block or os.path.exists(os.path.join(directory, LOCK_NAME))):
+            return None
+        record = {"agent": self.name, "dir": directory, "settings": os.path.join(directory, "settings.json")}
+        if has_block:
+            record["write_env"] = True
+        cache = cache or {}
+        if isinstance(cache.get("host"), str) and isinstance(cache.get("profile"), str):
+            days = DEFAULT_PAT_DAYS
+            if isinstance(cache.get("expiry"), (int, float)) and isinstance(cache.get("created"), (int, float)):
+                days = max(1, int(round((cache["expiry"] - cache["created"]) / 86400.0)))
+            record.update(host=cache["host"], profile=cache["profile"], lifetime_days=days)
+        return record
+
+    def unconfigure(self, record, report):
+        directory = record["dir"]
+        for name in (CACHE_NAME, LOCK_NAME):
+            if remove_file(os.path.join(directory, name)):
+                report.removed.append(tilde(os.path.join(directory, name)))
+        for leftover in leftover_temp_files(directory, (CACHE_NAME, "settings.json", ".env")):
+            remove_file(leftover)
+            report.removed.append(tilde(leftover))
+        self._restore_settings(record, report)
+        self._remove_env_block(record, report)
+        try:
+            os.rmdir(directory)  # only when nothing else is in it
+        except OSError:
+            pass
+
+    def _restore_settings(self, record, report):
+        path = record.get("settings") or self.settings_path(record)
+        real = os.path.realpath(path)
+        if not os.path.exists(real):
+            return
+        try:
+            settings = load_json_object(real)
+        except UnparsableFile:
+            report.failed.append("%s is not valid JSON; left untouched (remove %s by hand)"
+                                 % (tilde(path), " and ".join(GEMINI_MANAGED)))
+            return
+        written, saved = record.get("written"), record.get("saved") or {}
+        changed = False
+        for dotted in GEMINI_MANAGED:
+            present, value = _json_get(settings, dotted)
+            if not present:
+                continue
+            if written and dotted in written:
+                ours = value == written[dotted]
+            else:  # the registry lost this install: recognise fmapi's values
+                ours = value == GEMINI_AUTH_TYPE if dotted.endswith("selectedType") else str(value).startswith("databricks-")
+            if not ours:
+                report.kept.append("%s: %s = %s (you changed it)" % (tilde(path), dotted, json.dumps(value)))
+                continue
+            earlier = saved.get(dotted) or {"had": False}
+            if earlier.get("had"):
+                if value != earlier.get("value"):
+                    _json_set(settings, dotted, earlier.get("value"))
+                    changed = True
+            else:
+                _json_delete(settings, dotted)
+                changed = True
+        created = record.get("created") if written else list(GEMINI_CONTAINERS)
+        for dotted in sorted(created or [], key=lambda d: -d.count(".")):
+            present, value = _json_get(settings, dotted)
+            if present and value == {}:
+                _json_delete(settings, dotted)
+                changed = True
+        if not changed:
+            return
+        if not settings and record.get("settings_created", True):
+            remove_file(real)
+            report.removed.append(tilde(path) + " (nothing else was in it)")
+        else:
+            write_atomic(real, dump_json(settings), os.stat(real).st_mode & 0o777)
+            report.removed.append("fmapi's keys from %s (earlier values restored)" % tilde(path))
+
+    def _remove_env_block(self, record, report):
+        path = self.env_path(record)
+        real = os.path.realpath(path)
+        raw = read_bytes(real)
+        if raw is None:
+            return
+        rest, found = _strip_env_block(raw.decode("utf-8", "surrogateescape"))
+        if not found:
+            return
+        saved = record.get("env_saved") or {}
+        if saved.get("newline_added") and rest.endswith("\n"):
+            rest = rest[:-1]
+        if not rest and not saved.get("existed"):
+            remove_file(real)
+            report.removed.append(tilde(path))
+        else:
+            write_atomic(real, rest.encode("utf-8", "surrogateescape"), saved.get("mode", 0o600))
+            report.removed.append("fmapi's lines from %s" % tilde(path))
+
+    def launch_record(self):
+        """The install `fmapi gemini` serves: the registry's, else one found on disk."""
+        try:
+            return find_install(self)
+        except FmapiError:
+            record = self.record_from_disk(self.install_dir())
+            if not record or not record.get("host"):
+                raise
+            return record
+
+    def finish_message(self, record):
+        text = "Done. Run: fmapi gemini   (starts Gemini CLI with a fresh token; arguments go to gemini)"
+        if record.get("write_env"):
+            cache = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
+            text += ("\nA bare `gemini` also works until %s (the token in %s); every `fmapi gemini` renews it."
+                     % (time.strftime("%Y-%m-%d %H:%M", time.localtime(cache.get("expiry", 0))), tilde(self.env_path(record))))
+        return text
+
+
+def run_gemini(argv):
+    """`fmapi gemini ARGS...`: a token that outlives the session, then exec `gemini ARGS...`."""
+    import signal
+
+    agent = AGENTS["gemini"]
+    record = agent.launch_record()
+    path = find_command(agent.command)
+    if not path:
+        raise FmapiError("Gemini CLI (gemini) is not installed or not on PATH.",
+                         fix="Install it: npm install -g %s (or run: fmapi setup --agent gemini)" % agent.npm_package)
+    spec = agent.token_spec(record)
+    before = (read_cache(spec.cache_path) or {}).get("token")
+    try:
+        token, _ = obtain_token(spec)
+    except SessionExpired:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise
+        sign_in(spec.host, spec.profile, spec.cli)
+        token, _ = obtain_token(spec)
+    if token != before:
+        expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
+        print("fmapi: new Gemini CLI token, valid until %s." % time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry)),
+              file=sys.stderr, flush=True)
+    if record.get("write_env"):
+        try:
+            agent.write_env_file(record, token)
+        except OSError as exc:
+            warn("could not refresh %s: %s" % (tilde(agent.env_path(record)), exc))
+    env = dict(os.environ)
+    env.update(gemini_env(record["host"], token, agent.model_for_launch(record)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if INHERITED_UMASK is not None:
+        os.umask(INHERITED_UMASK)
+    for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; gemini must not inherit that
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    try:
+        os.execve(path, ["gemini"] + list(argv), env)
+    except OSError as exc:
+        raise FmapiError("could not start %s: %s." % (path, exc.strerror or exc),
+                         fix="Reinstall it: npm install -g %s" % agent.npm_package) from None
+
+
+register(Gemini())
 
 
 # --------------------------------------------------------------------------------------
@@ -1544,7 +1947,8 @@ def find_install(agent, location=None):
 def cmd_token(args):
     agent = AGENTS[args.agent]
     record = find_install(agent, getattr(args, "settings_location", None))
-    return helper_main(agent.token_spec(record).to_json())
+    spec = agent.token_spec(record)
+    return helper_main([spec.dir, spec.host, str(spec.min_left), spec.to_json()])
 
 
 # Legacy shell wrappers: older versions of the bash script put a function into the
@@ -1815,7 +2219,8 @@ def main(argv=None):
         return 1
     import signal
 
-    os.umask(0o077)
+    global INHERITED_UMASK
+    INHERITED_UMASK = os.umask(0o077)
     argv = normalize_argv(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "gemini" and "gemini" in AGENTS:
         handler = run_gemini

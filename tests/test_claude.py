@@ -500,3 +500,18 @@ def test_ctrl_c_at_a_selector_exits_130_restores_the_terminal_and_writes_nothing
     assert "\x1b[?25h" in term.buffer  # the cursor is shown again
     assert not (home / ".claude").exists()
     assert not list(home.rglob("*.fmapi-tmp"))
+
+
+def test_cache_hit_imports_nothing_it_does_not_need(home, setup_claude):
+    """The helper's cache-hit path: no json, no urllib, no subprocess (each costs milliseconds)."""
+    import shlex
+
+    setup_claude()
+    helper = claude_dir(home) / "fmapi-key-helper.sh"
+    words = shlex.split([line for line in helper.read_text().splitlines() if line.startswith("exec ")][0])[1:]
+    proc = subprocess.run([words[0], "-X", "importtime"] + words[1:], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == cache_of(claude_dir(home))["token"]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "fmapi" in imported
+    assert not imported & {"json", "re", "urllib", "urllib.request", "subprocess", "socket", "tempfile", "fcntl"}
