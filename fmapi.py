@@ -447,11 +447,13 @@ def oauth_token(host, profile, cli=None):
         raise FmapiError("`databricks auth token --profile %s` failed: %s" % (profile, first),
                          fix="Run: databricks auth login --host %s --profile %s" % (host, profile))
     try:
-        token = json.loads(proc.stdout)["access_token"]
-    except (ValueError, KeyError, TypeError):
+        answer = json.loads(proc.stdout)
+        token = answer["access_token"]
+        expiry = parse_rfc3339(answer["expiry"]) if answer.get("expiry") else None
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise FmapiError("`databricks auth token` printed something fmapi does not understand.",
                          fix="Update the Databricks CLI (brew upgrade databricks), then retry.") from None
-    if not token:
+    if not token or (expiry is not None and expiry <= time.time()):
         raise SessionExpired(host, profile)
     return token
 

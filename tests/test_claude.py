@@ -515,3 +515,15 @@ def test_cache_hit_imports_nothing_it_does_not_need(home, setup_claude):
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "fmapi" in imported
     assert not imported & {"json", "re", "urllib", "urllib.request", "subprocess", "socket", "tempfile", "fcntl"}
+
+
+@pytest.mark.parametrize("offset", ["-12:00", "+05:30", "+14:00"])
+def test_cli_expiry_in_any_offset_is_understood(home, workspace, setup_claude, monkeypatch, offset):
+    """The CLI prints its token's expiry in local time with nine fractional digits; a misread
+    offset would make a fresh token look expired (and fmapi would ask for a new sign-in)."""
+    monkeypatch.setenv("FAKE_DATABRICKS_TZ_OFFSET", offset)
+    setup_claude()
+    age_cache(claude_dir(home), 10)
+    proc = run_helper(claude_dir(home) / "fmapi-key-helper.sh")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in workspace.pat_values()
