@@ -1155,7 +1155,725 @@ register(Claude())
 # 9. OpenAI Codex
 # --------------------------------------------------------------------------------------
 
-# CODEX-SECTION-PLACEHOLDER
+# config.toml in $CODEX_HOME gets one provider table with command-backed auth (Codex runs
+# the helper directly, no shell, trims its stdout, re-runs it every refresh_interval_ms and
+# on HTTP 401) and the two top-level keys that select it. fmapi edits the TOML line by
+# line with the small scanner below: only its own tables and those two keys change, every
+# other byte of the user's file stays as it was, and uninstall puts the old lines back.
+# --------------------------------------------------------------------------------------
+
+CODEX_PROVIDER_ID = "databricks-fmapi"  # fmapi's namespace under [model_providers]
+CODEX_PROVIDER_NAME = "Databricks FMAPI"
+CODEX_BASE_PATH = "/serving-endpoints"  # Codex appends /responses and /models to <host> + this
+CODEX_AUTH_TIMEOUT_MS = 30000  # a renewal may run `databricks auth token` and two REST calls
+CODEX_MIN_VERSION = (0, 118, 0)  # model_providers.<id>.auth arrived in 0.118.0 (openai/codex#16288)
+CODEX_NO_PROFILES_VERSION = "0.134"  # the first Codex that refuses `profile = …` and [profiles.*]
+CODEX_CONFIG_NAME = "config.toml"
+CODEX_MARKER = "# Databricks Foundation Model API, written by fmapi: re-run fmapi to change it, `fmapi --uninstall` to remove it."
+CODEX_TABLES = ("model_providers", CODEX_PROVIDER_ID)
+CODEX_TOP_KEYS = ("model_provider", "model")
+
+
+class TomlSyntaxError(ValueError):
+    pass
+
+
+_TOML_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_TOML_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
+
+
+def _tomllib():
+    """The standard library's TOML reader (Python 3.11+), or None."""
+    try:
+        import tomllib
+    except ImportError:
+        return None
+    return tomllib
+
+
+def toml_check(text):
+    """The parsed document when tomllib is available (else None); TomlSyntaxError when invalid."""
+    toml_statements(text)  # fmapi's own reading must succeed too: it is what the edits rely on
+    reader = _tomllib()
+    if reader is None:
+        return None
+    try:
+        return reader.loads(text)
+    except reader.TOMLDecodeError as exc:
+        raise TomlSyntaxError(str(exc)) from None
+
+
+def toml_quote(text):
+    """``text`` as a TOML basic string."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def toml_unquote(raw):
+    """The value of a single-line TOML string as written in the file (other values as they are)."""
+    import re
+
+    if raw[:3] in ('"""', "'''"):
+        return raw
+    if raw[:1] == "'":
+        return raw[1:-1]
+    if raw[:1] != '"':
+        return raw
+
+    def escape(match):
+        code = match.group(1)
+        if code[0] in "uUx":
+            return chr(int(code[1:], 16))
+        return _TOML_ESCAPES.get(code, code)
+
+    return re.sub(r'\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|x[0-9A-Fa-f]{2}|.)', escape, raw[1:-1])
+
+
+class _TomlScanner:
+    """Finds where each TOML statement starts and ends, which is all fmapi's edits need.
+
+    A statement is a table header or a key/value pair; a value may span lines (multi-line
+    strings, arrays, inline tables), and comments may follow anything. Each statement is a
+    dict: ``kind`` ("table", "array" or "keyval"), ``path`` (the key parts), ``table`` (the
+    table a key/value belongs to), ``start``/``end`` (its physical lines, end exclusive) and,
+    for key/values, ``value`` (its text).
+    """
+
+    def __init__(self, text):
+        import re
+
+        self.text = text
+        self.n = len(text)
+        self.pos = 0
+        self.newlines = [i for i, c in enumerate(text) if c == "\n"]
+        self.scalar = re.compile(r"\d{4}-\d\d-\d\d[ ]\d\d:[0-9:.Zz+-]*|[A-Za-z0-9_+.:-]+")
+
+    def line_of(self, pos):
+        import bisect
+
+        return bisect.bisect_left(self.newlines, pos)
+
+    def fail(self, message):
+        raise TomlSyntaxError("line %d: %s" % (self.line_of(min(self.pos, self.n)) + 1, message))
+
+    def peek(self, size=1):
+        return self.text[self.pos:self.pos + size]
+
+    def skip_blanks(self):
+        while self.pos < self.n and self.text[self.pos] in " \t":
+            self.pos += 1
+
+    def skip_comment(self):
+        end = self.text.find("\n", self.pos)
+        self.pos = self.n if end < 0 else end
+
+    def skip_space(self):
+        """Blanks, newlines and comments (between statements, inside arrays)."""
+        while self.pos < self.n:
+            char = self.text[self.pos]
+            if char in " \t\n":
+                self.pos += 1
+            elif char == "\r" and self.peek(2) == "\r\n":
+                self.pos += 2
+            elif char == "#":
+                self.skip_comment()
+            else:
+                break
+
+    def end_of_line(self):
+        self.skip_blanks()
+        if self.peek() == "#":
+            self.skip_comment()
+        if self.peek(2) == "\r\n":
+            self.pos += 2
+        elif self.peek() == "\n":
+            self.pos += 1
+        elif self.pos < self.n:
+            self.fail("unexpected %r after a statement" % self.text[self.pos])
+
+    def basic_string(self):
+        start = self.pos
+        self.pos += 1
+        while True:
+            if self.pos >= self.n or self.text[self.pos] == "\n":
+                self.fail("unterminated string")
+            char = self.text[self.pos]
+            self.pos += 2 if char == "\\" else 1
+            if char == '"':
+                return self.text[start:self.pos]
+
+    def literal_string(self):
+        start = self.pos
+        end = self.text.find("'", self.pos + 1)
+        newline = self.text.find("\n", self.pos + 1)
+        if end < 0 or 0 <= newline < end:
+            self.fail("unterminated string")
+        self.pos = end + 1
+        return self.text[start:self.pos]
+
+    def multiline_string(self, quote):
+        start = self.pos
+        self.pos += 3
+        while True:
+            if self.pos >= self.n:
+                self.pos = start
+                self.fail("unterminated multi-line string")
+            char = self.text[self.pos]
+            if char == "\\" and quote == '"':
+                self.pos += 2
+                continue
+            if self.text.startswith(quote * 3, self.pos):
+                self.pos += 3
+                for _ in range(2):  # up to two quotes may end the content: """a""""
+                    if self.peek() == quote:
+                        self.pos += 1
+                return self.text[start:self.pos]
+            self.pos += 1
+
+    def key(self):
+        parts = []
+        while True:
+            self.skip_blanks()
+            char = self.peek()
+            if char == '"':
+                parts.append(toml_unquote(self.basic_string()))
+            elif char == "'":
+                parts.append(self.literal_string()[1:-1])
+            else:
+                start = self.pos
+                while self.pos < self.n and self.text[self.pos] in _TOML_BARE_KEY:
+                    self.pos += 1
+                if start == self.pos:
+                    self.fail("a key was expected")
+                parts.append(self.text[start:self.pos])
+            self.skip_blanks()
+            if self.peek() != ".":
+                return tuple(parts)
+            self.pos += 1
+
+    def value(self, depth=0):
+        if depth > 200:
+            self.fail("values nested too deeply")
+        start = self.pos
+        char = self.peek()
+        if self.text.startswith('"""', self.pos) or self.text.startswith("'''", self.pos):
+            self.multiline_string(char)
+        elif char == '"':
+            self.basic_string()
+        elif char == "'":
+            self.literal_string()
+        elif char == "[":
+            self.pos += 1
+            while True:
+                self.skip_space()
+                if self.peek() == "]":
+                    self.pos += 1
+                    break
+                self.value(depth + 1)
+                self.skip_space()
+                if self.peek() == ",":
+                    self.pos += 1
+                elif self.peek() == "]":
+                    self.pos += 1
+                    break
+                else:
+                    self.fail("',' or ']' expected in an array")
+        elif char == "{":
+            self.pos += 1
+            self.skip_space()
+            if self.peek() == "}":
+                self.pos += 1
+            else:
+                while True:
+                    self.skip_space()
+                    self.key()
+                    if self.peek() != "=":
+                        self.fail("'=' expected in an inline table")
+                    self.pos += 1
+                    self.skip_blanks()
+                    self.value(depth + 1)
+                    self.skip_space()
+                    if self.peek() == ",":
+                        self.pos += 1
+                    elif self.peek() == "}":
+                        self.pos += 1
+                        break
+                    else:
+                        self.fail("',' or '}' expected in an inline table")
+        else:
+            match = self.scalar.match(self.text, self.pos)
+            if not match:
+                self.fail("a value was expected")
+            self.pos = match.end()
+        return self.text[start:self.pos]
+
+    def statements(self):
+        found = []
+        table = ()
+        while True:
+            self.skip_space()
+            if self.pos >= self.n:
+                return found
+            start = self.pos
+            if self.peek() == "[":
+                array = self.peek(2) == "[["
+                self.pos += 2 if array else 1
+                path = self.key()
+                close = "]]" if array else "]"
+                if not self.text.startswith(close, self.pos):
+                    self.fail("'%s' expected to close a table header" % close)
+                self.pos += len(close)
+                self.end_of_line()
+                table = path
+                statement = {"kind": "array" if array else "table", "path": path, "table": ()}
+            else:
+                path = self.key()
+                if self.peek() != "=":
+                    self.fail("'=' expected after the key %s" % ".".join(path))
+                self.pos += 1
+                self.skip_blanks()
+                value = self.value()
+                self.end_of_line()
+                statement = {"kind": "keyval", "path": path, "table": table, "value": value}
+            statement["start"] = self.line_of(start)
+            statement["end"] = self.line_of(self.pos - 1) + 1
+            found.append(statement)
+
+
+def toml_statements(text):
+    """Every statement of a TOML document (see _TomlScanner); TomlSyntaxError when it cannot tell."""
+    return _TomlScanner(text).statements()
+
+
+def toml_lines(text):
+    """The physical lines of ``text``, each with its line ending (the last one may have none)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _line_ending(text):
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return ending
+    return ""
+
+
+def _newline_of(text):
+    """The file's line ending: that of its first line."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def toml_top_statement(text, key):
+    """The top-level statement ``key = …`` (before the first table), or None."""
+    for statement in toml_statements(text):
+        if statement["kind"] != "keyval":
+            return None
+        if statement["path"] == (key,):
+            return statement
+    return None
+
+
+def toml_statement_text(text, statement):
+    """The statement's lines without the final line ending."""
+    chunk = "".join(toml_lines(text)[statement["start"]:statement["end"]])
+    return chunk[:len(chunk) - len(_line_ending(chunk))]
+
+
+def toml_set_top(text, key, line, before=None, after=None):
+    """Put ``line`` in place of the top-level ``key`` statement, or add it: right before the
+    top-level key ``before`` or after ``after`` when that is set, else after the last one.
+
+    Returns (new text, the replaced statement's text or None when ``key`` was not set).
+    """
+    lines = toml_lines(text)
+    statement = toml_top_statement(text, key)
+    if statement is not None:
+        old = "".join(lines[statement["start"]:statement["end"]])
+        ending = _line_ending(old)
+        lines[statement["start"]:statement["end"]] = [line + ending]
+        return "".join(lines), old[:len(old) - len(ending)]
+    position = 0
+    for other in toml_statements(text):
+        if other["kind"] != "keyval":
+            break
+        position = other["end"]
+        if other["path"] == (before,):
+            position = other["start"]
+            break
+        if other["path"] == (after,):
+            break
+    newline = _newline_of(text)
+    if position and not _line_ending(lines[position - 1]):
+        lines[position - 1] += newline
+    lines.insert(position, line + newline)
+    return "".join(lines), None
+
+
+def toml_restore_top(text, key, original):
+    """Put the top-level ``key`` statement back to ``original`` (None: remove it)."""
+    statement = toml_top_statement(text, key)
+    if statement is None:
+        return text
+    lines = toml_lines(text)
+    ending = _line_ending("".join(lines[statement["start"]:statement["end"]]))
+    lines[statement["start"]:statement["end"]] = [] if original is None else [original + ending]
+    return "".join(lines)
+
+
+def toml_table_ranges(text, prefix):
+    """[start, end) line ranges of the tables named ``prefix`` or under it: from the header to
+    its last key/value (comments and blank lines after that belong to what follows)."""
+    statements = toml_statements(text)
+    return [[statement["start"], _table_end(statements, index)] for index, statement in enumerate(statements)
+            if statement["kind"] != "keyval" and statement["path"][:len(prefix)] == prefix]
+
+
+def _table_end(statements, index):
+    """The line after the last key/value of the table whose header is ``statements[index]``."""
+    end = statements[index]["end"]
+    for other in statements[index + 1:]:
+        if other["kind"] != "keyval":
+            break
+        end = other["end"]
+    return end
+
+
+def toml_remove_tables(text, prefix, marker=None):
+    """Cut the tables under ``prefix`` (and ``marker``, the comment line right above them).
+
+    Returns (new text, the line where the first one was or None, whether they ended the file).
+    Blank lines between two of them go too; anything else between them stays.
+    """
+    ranges = toml_table_ranges(text, prefix)
+    if not ranges:
+        return text, None, False
+    lines = toml_lines(text)
+    merged = [ranges[0]]
+    for start, end in ranges[1:]:
+        if all(not lines[k].strip() for k in range(merged[-1][1], start)):
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    first = merged[0]
+    if marker and first[0] > 0 and lines[first[0] - 1].strip() == marker:
+        first[0] -= 1
+    at_end = merged[-1][1] == len(lines)
+    drop = set()
+    for start, end in merged:
+        drop.update(range(start, end))
+    kept = [line for number, line in enumerate(lines) if number not in drop]
+    return "".join(kept), first[0], at_end
+
+
+def _line_span(ranges):
+    """'line 3' / 'lines 3-5, 9' for 0-based [start, end) ranges."""
+    parts = []
+    for start, end in ranges:
+        parts.append("%d" % (start + 1) if end - start <= 1 else "%d-%d" % (start + 1, end))
+    return ("line " if len(parts) == 1 and "-" not in parts[0] else "lines ") + ", ".join(parts)
+
+
+class Codex(Agent):
+    name = "codex"
+    title = "OpenAI Codex"
+    command = "codex"
+    npm_package = "@openai/codex"
+    pat_comment = "Codex FMAPI"
+    default_model = "databricks-gpt-5-2"
+    family = "gpt"
+    min_version = CODEX_MIN_VERSION
+
+    def install_dir(self, location=None):
+        """$CODEX_HOME, else ~/.codex: Codex reads providers from the user file only."""
+        return os.path.abspath(os.path.expanduser(os.environ.get("CODEX_HOME") or os.path.join("~", ".codex")))
+
+    def config_path(self, record):
+        return record.get("config") or os.path.join(record["dir"], CODEX_CONFIG_NAME)
+
+    def prompts(self, previous):
+        return [("model", "Model", (previous or {}).get("model") or self.default_model)]
+
+    # -- reading and checking the user's file
+
+    def _read(self, path):
+        """config.toml's text, None when it does not exist; UnparsableFile when it is not TOML."""
+        raw = read_bytes(os.path.realpath(path))
+        if raw is None:
+            return None
+        try:
+            text = raw.decode("utf-8")
+            toml_check(text)
+        except UnicodeDecodeError:
+            raise UnparsableFile(path, "it is not UTF-8") from None
+        except TomlSyntaxError as exc:
+            raise UnparsableFile(path, str(exc)) from None
+        return text
+
+    def _refuse_legacy_profiles(self, path, text):
+        """Stop, saying what to change, when the file has what Codex 0.134+ refuses to load."""
+        statements = toml_statements(text)
+        home = tilde(os.path.dirname(os.path.abspath(path)))
+        steps, profiles = [], {}
+        for index, statement in enumerate(statements):
+            if statement["kind"] == "keyval" and not statement["table"] and statement["path"] == ("profile",):
+                name = toml_unquote(statement["value"])
+                steps.append("%s: delete `%s` and start Codex with `codex --profile %s` when you want that profile"
+                             % (_line_span([(statement["start"], statement["end"])]), toml_statement_text(text, statement), name))
+                continue
+            full = statement["path"] if statement["kind"] != "keyval" else statement["table"] + statement["path"]
+            if full[:1] != ("profiles",):
+                continue
+            if statement["kind"] == "keyval" and statement["table"][:1] == ("profiles",) and len(statement["table"]) > 1:
+                continue  # inside a [profiles.NAME…] table: counted with its header
+            span = (statement["start"], statement["end"])
+            if statement["kind"] != "keyval":
+                span = (statement["start"], _table_end(statements, index))
+            profiles.setdefault(full[1] if len(full) > 1 else None, []).append(span)
+        for name, spans in profiles.items():
+            if name is None:
+                steps.append("%s: move each profile defined there into %s/NAME.config.toml (one file per profile, "
+                             "its settings at the top level) and delete these lines" % (_line_span(spans), home))
+            else:
+                steps.append("%s: move the settings of profile '%s' into %s/%s.config.toml, at the top level "
+                             "(drop the `profiles.%s` prefix from the table names), delete these lines, and start "
+                             "it with `codex --profile %s`" % (_line_span(spans), name, home, name, name, name))
+        if steps:
+            raise FmapiError(
+                "%s uses legacy Codex profiles, which Codex %s and newer refuse to load; fmapi changed nothing."
+                % (tilde(path), CODEX_NO_PROFILES_VERSION),
+                fix="Change %s first, then run fmapi again:\n%s" % (tilde(path), "\n".join("    - " + s for s in steps)),
+            )
+
+    def _refuse_foreign_provider(self, path, text):
+        """fmapi's provider written in a form it does not edit (dotted keys, inline tables)."""
+        statements = toml_statements(text)
+        for statement in statements:
+            if statement["kind"] != "keyval":
+                continue
+            full = statement["table"] + statement["path"]
+            ours = statement["table"][:2] == CODEX_TABLES
+            if full[:2] == CODEX_TABLES and not ours:
+                what = "defines model_providers.%s as `%s`" % (CODEX_PROVIDER_ID, toml_statement_text(text, statement).strip())
+            elif full == ("model_providers",):
+                what = "sets model_providers as an inline table, to which fmapi cannot add its provider"
+            else:
+                continue
+            raise FmapiError(
+                "%s %s (%s); fmapi changed nothing." % (tilde(path), what, _line_span([(statement["start"], statement["end"])])),
+                fix="Write each provider as its own [model_providers.NAME] table (fmapi writes [model_providers.%s] "
+                    "itself), then run fmapi again." % CODEX_PROVIDER_ID,
+            )
+
+    def check(self, record):
+        path = self.config_path(record)
+        text = self._read(path)
+        if text is not None:
+            self._refuse_legacy_profiles(path, text)
+            self._refuse_foreign_provider(path, text)
+
+    # -- writing
+
+    def provider_block(self, record, newline="\n"):
+        """fmapi's part of config.toml: the provider table and its auth table."""
+        header, value = CODING_AGENT_HEADER
+        lines = [
+            CODEX_MARKER,
+            "[model_providers.%s]" % CODEX_PROVIDER_ID,
+            "name = %s" % toml_quote(CODEX_PROVIDER_NAME),
+            "base_url = %s" % toml_quote(record["host"] + CODEX_BASE_PATH),
+            'wire_api = "responses"',
+            "http_headers = { %s = %s }" % (toml_quote(header), toml_quote(value)),
+            "",
+            "[model_providers.%s.auth]" % CODEX_PROVIDER_ID,
+            "command = %s" % toml_quote(self.helper_path(record)),
+            "timeout_ms = %d" % CODEX_AUTH_TIMEOUT_MS,
+            "refresh_interval_ms = %d" % (self.ttl(record["lifetime_days"]) * 1000),
+        ]
+        return newline.join(lines) + newline
+
+    def merge(self, text, record, previous=None):
+        """config.toml with fmapi's provider selected: (new text, what uninstall needs to undo it).
+
+        ``text`` is the current file (None when missing). fmapi's tables are replaced where
+        they are, else appended; ``model_provider`` and ``model`` are replaced in place, else
+        added after the last top-level key. The user's own lines for those two keys are kept
+        in the record, never overwritten by fmapi's values on a re-run.
+        """
+        original = text or ""
+        newline = _newline_of(original)
+        previous = previous if previous and isinstance(previous.get("top"), dict) else None
+        provider = toml_top_statement(original, "model_provider")
+        active = provider is not None and toml_unquote(provider["value"]) == CODEX_PROVIDER_ID
+
+        block = self.provider_block(record, newline)
+        rest, where, _ = toml_remove_tables(original, CODEX_TABLES, CODEX_MARKER)
+        if where is None:
+            if not rest:
+                separator = newline
+            elif rest.endswith(newline * 2):
+                separator = ""
+            elif rest.endswith(newline):
+                separator = newline
+            else:
+                separator = newline * 2  # the file did not end with a newline
+            merged = rest + separator + block
+            created = text is None
+        else:
+            lines = toml_lines(rest)
+            lines.insert(where, block)
+            merged = "".join(lines)
+            separator = previous.get("separator") if previous else None
+            created = bool(previous and previous.get("created"))
+
+        top = {}
+        for key, value, beside in (("model_provider", CODEX_PROVIDER_ID, {"before": "model"}),
+                                   ("model", record["model"], {"after": "model_provider"})):
+            written = "%s = %s" % (key, toml_quote(value))
+            merged, replaced = toml_set_top(merged, key, written, **beside)
+            if active and previous and key in previous["top"]:
+                replaced = previous["top"][key].get("original")
+            elif active:
+                replaced = None  # fmapi's own line from an install the registry forgot
+            top[key] = {"original": replaced, "written": written}
+        return merged, {"top": top, "separator": separator, "created": created}
+
+    def _validate(self, path, merged, record):
+        """The merged file must parse and select fmapi's provider, or nothing is written."""
+        reason = "the result would not select fmapi's provider"
+        try:
+            data = toml_check(merged)
+        except TomlSyntaxError as exc:
+            data, ok, reason = None, False, "the result would not be valid TOML: %s" % exc
+        else:
+            selected = toml_top_statement(merged, "model_provider")
+            ok = selected is not None and toml_unquote(selected["value"]) == CODEX_PROVIDER_ID
+        if ok and data is not None:
+            provider = (data.get("model_providers") or {}).get(CODEX_PROVIDER_ID) or {}
+            ok = (data.get("model_provider") == CODEX_PROVIDER_ID and data.get("model") == record["model"]
+                  and provider.get("base_url") == record["host"] + CODEX_BASE_PATH
+                  and (provider.get("auth") or {}).get("command") == self.helper_path(record))
+        if not ok:
+            raise FmapiError("fmapi could not merge its provider into %s (%s); the file is untouched." % (tilde(path), reason),
+                             fix="Move the file aside and run fmapi again, or report this at %s/issues" % HOMEPAGE)
+
+    def configure(self, record, previous):
+        path = self.config_path(record)
+        real = os.path.realpath(path)  # a dotfile manager's symlink stays a symlink
+        text = self._read(path)
+        if text is not None:
+            self._refuse_legacy_profiles(path, text)
+            self._refuse_foreign_provider(path, text)
+        merged, undo = self.merge(text, record, previous)
+        self._validate(path, merged, record)
+        write_helper(self.helper_path(record), self.token_spec(record), self.title)
+        if merged != text:
+            mode = 0o600
+            try:
+                mode = os.stat(real).st_mode & 0o777
+            except OSError:
+                pass
+            write_atomic(real, merged, mode)
+        for key in ("OPENAI_BASE_URL", "CODEX_API_KEY"):
+            if os.environ.get(key):
+                warn("%s is set in your environment; fmapi's provider does not use it, but check that it is meant to be." % key)
+        return dict(record, settings=path, config=path, **undo)
+
+    # -- finding and removing
+
+    def discover(self):
+        directory = self.install_dir()
+        path = os.path.join(directory, CODEX_CONFIG_NAME)
+        has_files = any(os.path.exists(os.path.join(directory, n)) for n in (HELPER_NAME, CACHE_NAME))
+        raw = read_bytes(path)
+        ours = False
+        if raw is not None:
+            try:
+                ours = bool(toml_table_ranges(raw.decode("utf-8"), CODEX_TABLES))
+            except (UnicodeDecodeError, TomlSyntaxError):
+                ours = ("[model_providers.%s" % CODEX_PROVIDER_ID).encode() in raw
+        if not (has_files or ours):
+            return []
+        record = {"agent": self.name, "dir": directory, "settings": path, "config": path}
+        spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
+        if spec and spec.agent == self.name:
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli)
+        return [record]
+
+    def unmerge(self, text, record, report=None, shown_path="config.toml"):
+        """``text`` without fmapi's part: the user's old lines back, their later changes kept."""
+        top = record.get("top") if isinstance(record.get("top"), dict) else None
+        provider = toml_top_statement(text, "model_provider")
+        active = provider is not None and toml_unquote(provider["value"]) == CODEX_PROVIDER_ID
+        for key in reversed(CODEX_TOP_KEYS):
+            statement = toml_top_statement(text, key)
+            if statement is None:
+                continue
+            current = toml_statement_text(text, statement)
+            entry = (top or {}).get(key)
+            if entry:
+                if current == entry.get("written"):
+                    text = toml_restore_top(text, key, entry.get("original"))
+                elif report is not None:
+                    report.kept.append("%s: `%s` (you changed it after fmapi set it)" % (shown_path, current))
+            elif top is None and active:  # the registry forgot this install: remove what is clearly fmapi's
+                value = toml_unquote(statement["value"])
+                if value == CODEX_PROVIDER_ID or (key == "model" and value.startswith("databricks-")):
+                    text = toml_restore_top(text, key, None)
+        rest, where, at_end = toml_remove_tables(text, CODEX_TABLES, CODEX_MARKER)
+        if where is not None and at_end:
+            separator = record.get("separator") if top is not None else None
+            newline = _newline_of(rest)
+            if separator is None:
+                separator = newline if rest.endswith(newline * 2) else ""
+            if rest.endswith(separator):
+                rest = rest[:len(rest) - len(separator)]
+        return rest
+
+    def unconfigure(self, record, report):
+        directory = record["dir"]
+        path = self.config_path(record)
+        real = os.path.realpath(path)
+        raw = read_bytes(real)
+        if raw is not None:
+            try:
+                text = raw.decode("utf-8")
+                toml_check(text)
+            except (UnicodeDecodeError, TomlSyntaxError) as exc:
+                report.failed.append("%s is not valid TOML (%s); left untouched (remove the [model_providers.%s] tables "
+                                     "and the model_provider and model lines by hand)" % (tilde(path), exc, CODEX_PROVIDER_ID))
+            else:
+                restored = self.unmerge(text, record, report, tilde(path))
+                if restored != text:
+                    if not restored and (record.get("created") or not isinstance(record.get("top"), dict)):
+                        remove_file(real)
+                        report.removed.append(tilde(path) + " (fmapi created it)")
+                    else:
+                        write_atomic(real, restored, os.stat(real).st_mode & 0o777)
+                        report.removed.append("fmapi's provider and model settings from %s" % tilde(path))
+        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+            if remove_file(os.path.join(directory, name)):
+                report.removed.append(tilde(os.path.join(directory, name)))
+        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, CODEX_CONFIG_NAME)):
+            remove_file(leftover)
+            report.removed.append(tilde(leftover))
+        try:
+            os.rmdir(directory)  # only when nothing else is left in it
+        except OSError:
+            pass
+
+    def finish_message(self, record):
+        text = ("Done. OpenAI Codex now talks to %s (model %s, provider %s in %s).\n"
+                "Run `codex` for an interactive session, or `codex exec \"...\"` for a single task."
+                % (record["host"], record["model"], CODEX_PROVIDER_ID, tilde(self.config_path(record))))
+        if os.environ.get("CODEX_HOME"):
+            text += "\nCodex finds this setup while CODEX_HOME=%s is set, as it is now." % tilde(record["dir"])
+        return text
+
+
+register(Codex())
 
 
 # --------------------------------------------------------------------------------------
@@ -1470,7 +2188,7 @@ class Gemini(Agent):
             return record
 
     def finish_message(self, record):
-        text = "Done. Run: fmapi gemini   (starts Gemini CLI with a fresh token; arguments go to gemini)"
+        text = "Done. Run: fmapi gemini (it starts Gemini CLI with a fresh token; arguments go to gemini)."
         if record.get("write_env"):
             cache = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
             text += ("\nA bare `gemini` also works until %s (the token in %s); every `fmapi gemini` renews it."
@@ -1489,14 +2207,23 @@ def run_gemini(argv):
         raise FmapiError("Gemini CLI (gemini) is not installed or not on PATH.",
                          fix="Install it: npm install -g %s (or run: fmapi setup --agent gemini)" % agent.npm_package)
     spec = agent.token_spec(record)
-    before = (read_cache(spec.cache_path) or {}).get("token")
+    cache = read_cache(spec.cache_path) or {}
+    before = cache.get("token")
     try:
-        token, _ = obtain_token(spec)
-    except SessionExpired:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        try:
+            token, _ = obtain_token(spec)
+        except SessionExpired:
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise
+            sign_in(spec.host, spec.profile, spec.cli)
+            token, _ = obtain_token(spec)
+    except FmapiError as exc:
+        token = usable_token(cache, spec.host, MIN_REMAINING)
+        if not token:
             raise
-        sign_in(spec.host, spec.profile, spec.cli)
-        token, _ = obtain_token(spec)
+        # The old token still works for a while: start, but say until when and how to fix it.
+        warn("could not renew the Gemini CLI token, so this session stops working at %s: %s%s"
+             % (time.strftime("%H:%M", time.localtime(cache["expiry"])), exc.message, "\n  " + exc.fix if exc.fix else ""))
     if token != before:
         expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
         print("fmapi: new Gemini CLI token, valid until %s." % time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry)),
@@ -1539,7 +2266,9 @@ def run_installer(description, shell_command):
     import subprocess
 
     say("Installing %s: %s" % (description, shell_command))
-    proc = subprocess.run(["/bin/sh", "-c", shell_command])
+    # pipefail: a failed download must fail the install, not feed an empty script to the shell
+    shell = ["/bin/bash", "-o", "pipefail", "-c"] if os.path.exists("/bin/bash") else ["/bin/sh", "-c"]
+    proc = subprocess.run(shell + [shell_command])
     if proc.returncode != 0:
         raise FmapiError("installing %s failed (exit status %d)." % (description, proc.returncode),
                          fix="Install it yourself (%s), then re-run fmapi." % shell_command)
@@ -2239,6 +2968,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\nfmapi: interrupted; files are as they were or complete, never half-written.", file=sys.stderr, flush=True)
         return 130
+    except OSError as exc:  # a file fmapi must write or read: one line, no traceback
+        where = " %s:" % tilde(exc.filename) if exc.filename else ""
+        print("fmapi:%s %s.\n  Check that you own it and can write there (is HOME read-only?), then retry."
+              % (where, exc.strerror or exc), file=sys.stderr, flush=True)
+        return 1
 
 
 COMMANDS = {"setup": cmd_setup, "token": cmd_token, "uninstall": cmd_uninstall, "status": cmd_status}
