@@ -1153,8 +1153,7 @@ register(Claude())
 
 # --------------------------------------------------------------------------------------
 # 9. OpenAI Codex
-# --------------------------------------------------------------------------------------
-
+#
 # config.toml in $CODEX_HOME gets one provider table with command-backed auth (Codex runs
 # the helper directly, no shell, trims its stdout, re-runs it every refresh_interval_ms and
 # on HTTP 401) and the two top-level keys that select it. fmapi edits the TOML line by
@@ -1169,7 +1168,7 @@ CODEX_AUTH_TIMEOUT_MS = 30000  # a renewal may run `databricks auth token` and t
 CODEX_MIN_VERSION = (0, 118, 0)  # model_providers.<id>.auth arrived in 0.118.0 (openai/codex#16288)
 CODEX_NO_PROFILES_VERSION = "0.134"  # the first Codex that refuses `profile = …` and [profiles.*]
 CODEX_CONFIG_NAME = "config.toml"
-CODEX_MARKER = "# Databricks Foundation Model API, written by fmapi: re-run fmapi to change it, `fmapi --uninstall` to remove it."
+CODEX_MARKER = "# Databricks FMAPI, written by fmapi: re-run fmapi to change it, `fmapi --uninstall` to remove it."
 CODEX_TABLES = ("model_providers", CODEX_PROVIDER_ID)
 CODEX_TOP_KEYS = ("model_provider", "model")
 
@@ -1776,9 +1775,6 @@ class Codex(Agent):
             except OSError:
                 pass
             write_atomic(real, merged, mode)
-        for key in ("OPENAI_BASE_URL", "CODEX_API_KEY"):
-            if os.environ.get(key):
-                warn("%s is set in your environment; fmapi's provider does not use it, but check that it is meant to be." % key)
         return dict(record, settings=path, config=path, **undo)
 
     # -- finding and removing
@@ -2392,7 +2388,7 @@ def select(label, options, default=0):
 
     out.write("%s (up/down, Enter):\n" % label)
     try:
-        tty.setcbreak(fd)
+        tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: keys typed ahead still count
         out.write("\x1b[?25l")
         draw(True)
         while True:

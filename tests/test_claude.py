@@ -459,6 +459,7 @@ def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, lo
     term.expect("Haiku model [databricks-claude-haiku-4-5]")
     term.send("\r")
     term.expect("Settings location")
+    term.expect("Custom path")  # the whole selector is drawn
     term.send(DOWN + DOWN + UP)  # to "Current directory"
     term.send(ENTER)
     term.expect("PAT lifetime")

@@ -1,0 +1,158 @@
+"""The real OpenAI Codex (the pinned @openai/codex that tests/run.sh installs), set up by
+`fmapi setup --agent codex` and run as `codex exec …`, offline, against the fake workspace: the
+PAT fmapi minted reaches the Responses endpoint through the command-backed auth helper, a stale
+PAT is renewed on the way, a dead Databricks session shows the user how to sign in again, and
+uninstall gives the user's config.toml back."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from agents import agent_binary
+from conftest import databricks_calls, expire_cli_session, run_fmapi
+
+RESPONSES = "/serving-endpoints/responses"
+REPLY = "Hello from the fake Databricks GPT endpoint."
+PROMPT = "Say hello in one short sentence."
+MODEL = "databricks-gpt-5-2-codex"
+# What a run keeps from the test's (already scrubbed, temp-HOME) environment; nothing else.
+KEEP = ("HOME", "PATH", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "FAKE_DATABRICKS_LOG",
+        "BROWSER", "NO_PROXY", "no_proxy")
+# Telemetry and plugin lookups off for the test's runs, on the command line: fmapi's file stays the user's.
+QUIET = ("-c", "analytics.enabled=false", "-c", "features.plugins=false")
+NO_RETRIES = ("-c", "model_providers.databricks-fmapi.request_max_retries=0",
+              "-c", "model_providers.databricks-fmapi.stream_max_retries=0")
+USER_CONFIG = """\
+# my Codex settings
+model = "gpt-5.5"  # what I use with my OpenAI account
+approval_policy = "on-request"
+
+[model_providers.mine]
+name = "Mine"
+base_url = "http://127.0.0.1:9/v1"
+wire_api = "responses"
+"""
+
+
+@pytest.fixture
+def codex(home_bin):
+    """The real codex, also on PATH for fmapi's dependency and version checks."""
+    path = agent_binary("codex")
+    (home_bin / "codex").symlink_to(path)
+    return path
+
+
+@pytest.fixture
+def installed(home, workspace, logged_in, codex):
+    """A user's config.toml, then `fmapi setup --agent codex --yes`; returns ~/.codex."""
+    workspace.reply_text = REPLY
+    codex_home = home / ".codex"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(USER_CONFIG)
+    proc = run_fmapi("setup", "--agent", "codex", "--yes", "--host", workspace.url, "--profile", logged_in,
+                     "--model", MODEL, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'codex exec "' in proc.stdout
+    return codex_home
+
+
+def run_codex(codex, tmp_path, *options, prompt=PROMPT, timeout=120):
+    """`codex exec PROMPT` with stdin from /dev/null (an open stdin makes it wait forever)."""
+    work = tmp_path / "codex-work"
+    work.mkdir(exist_ok=True)
+    env = {name: os.environ[name] for name in KEEP if name in os.environ}
+    env.update(LANG="C.UTF-8", TERM="dumb", RUST_LOG="error")
+    command = [codex, "exec", "--skip-git-repo-check", "--sandbox", "read-only", *QUIET, *options, prompt]
+    return subprocess.run(command, stdin=subprocess.DEVNULL, env=env, cwd=str(work), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cache_of(directory):
+    return json.loads((directory / ".fmapi-pat-cache").read_text())
+
+
+def expire_cached_pat(workspace, directory):
+    """The cached PAT has run out: the workspace no longer takes it, and the cache's clock says so."""
+    path = directory / ".fmapi-pat-cache"
+    data = json.loads(path.read_text())
+    data["expiry"] = int(time.time()) - 60
+    path.write_text(json.dumps(data))
+    assert workspace.expire_pat(data["token"])
+    return data
+
+
+def show(proc, workspace):
+    return "exit %s\nstdout:\n%s\nstderr:\n%s\nrequests: %s" % (
+        proc.returncode, proc.stdout, proc.stderr[-4000:], [(r["method"], r["path"]) for r in workspace.requests])
+
+
+def assert_answered_with(workspace, proc, pat):
+    """codex printed the reply; every Responses call carried ``pat``, the header and the model."""
+    assert proc.returncode == 0, show(proc, workspace)
+    assert REPLY in proc.stdout, show(proc, workspace)
+    calls = workspace.requests_to(RESPONSES, "POST")
+    assert calls, show(proc, workspace)
+    for request in calls:
+        assert request["headers"].get("authorization") == "Bearer " + pat
+        assert request["headers"].get("x-databricks-use-coding-agent-mode") == "true"
+        assert request["json"]["model"] == MODEL
+        assert request["json"].get("stream") is True
+    assert PROMPT in json.dumps([r["json"].get("input") for r in calls])
+    for request in workspace.requests_to("/serving-endpoints/models"):  # the catalogue lookup, when made
+        assert request["headers"].get("authorization") == "Bearer " + pat
+
+
+def test_codex_exec_answers_with_the_pat_fmapi_minted(workspace, installed, codex, tmp_path):
+    pat = cache_of(installed)["token"]
+    info = workspace.find_pat(pat)
+    assert info["comment"] == "Codex FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    cli_calls = len(databricks_calls(tmp_path))
+    workspace.clear_requests()
+
+    proc = run_codex(codex, tmp_path)
+
+    assert_answered_with(workspace, proc, pat)
+    assert len(databricks_calls(tmp_path)) == cli_calls  # a cache hit starts no `databricks`
+    assert not workspace.requests_to("/api/2.0/token/")  # ... and mints nothing
+
+
+def test_codex_gets_a_fresh_pat_after_the_cached_one_expired(workspace, installed, codex, tmp_path):
+    old = expire_cached_pat(workspace, installed)
+    workspace.clear_requests()
+
+    proc = run_codex(codex, tmp_path)
+
+    new = cache_of(installed)
+    assert new["token"] != old["token"] and new["expiry"] > time.time() + 3600
+    assert_answered_with(workspace, proc, new["token"])
+    assert {p["token_value"] for p in workspace.pats_with_comment_prefix("Codex FMAPI")} == {new["token"]}
+
+
+def test_dead_session_shows_the_sign_in_instruction(workspace, installed, codex, home, logged_in, tmp_path):
+    expire_cached_pat(workspace, installed)
+    expire_cli_session(home, workspace)
+    workspace.clear_requests()
+
+    proc = run_codex(codex, tmp_path, *NO_RETRIES, timeout=180)
+
+    assert proc.returncode != 0, show(proc, workspace)
+    assert REPLY not in proc.stdout
+    instruction = "databricks auth login --host %s --profile %s" % (workspace.url, logged_in)
+    assert instruction in proc.stdout + proc.stderr, show(proc, workspace)  # not a silent failure
+    for request in workspace.requests_to(RESPONSES):  # no stale or foreign credential went out
+        assert request["headers"].get("authorization", "").strip() in ("", "Bearer")
+    assert not workspace.requests_to("/api/2.0/token/create")
+
+
+def test_uninstall_gives_back_the_users_config(workspace, installed, codex, tmp_path):
+    assert_answered_with(workspace, run_codex(codex, tmp_path), cache_of(installed)["token"])
+
+    proc = run_fmapi("--uninstall", "--yes", "--revoke")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (installed / "config.toml").read_text() == USER_CONFIG
+    assert not (installed / "fmapi-key-helper.sh").exists() and not (installed / ".fmapi-pat-cache").exists()
+    assert not workspace.pats_with_comment_prefix("Codex FMAPI")
