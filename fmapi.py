@@ -15,13 +15,14 @@ How this file reads, top to bottom:
    5. The token cache and the helper's hot path
    6. Databricks: the CLI, the REST API, and minting PATs under a lock
    7. The install registry and the runtime copy used by helpers
-   8. Claude Code
-   9. OpenAI Codex
-  10. Gemini CLI
-  11. Dependencies (installing agents and the Databricks CLI)
-  12. The terminal: prompts and the arrow-key selector
-  13. Commands: setup, token, uninstall, gemini, status
-  14. Command line and main()
+   8. Agents: what every agent section provides
+   9. Claude Code
+  10. OpenAI Codex
+  11. Gemini CLI
+  12. Dependencies (installing agents and the Databricks CLI)
+  13. The terminal: prompts and the arrow-key selector
+  14. Commands: setup, token, uninstall, gemini, status
+  15. Command line and main()
 
 Standard library only. Only the modules the token helper's cache-hit path needs are
 imported at the top; everything else is imported where it is used, so that an agent
@@ -66,7 +67,8 @@ HELPER_PROTOCOL = 1  # bump when the helper's argument changes shape
 
 PAT_LIFETIMES = (1, 3, 5, 7)  # days, as offered by the seed
 DEFAULT_PAT_DAYS = 1
-MIN_REMAINING = 300  # seconds: a cached PAT with less life left is never handed out
+MIN_REMAINING = 300  # seconds: a cached PAT with less life left is never handed out (setup --min-remaining)
+MAX_MIN_REMAINING = 12 * 3600  # the most --min-remaining may ask for: even 1-day PATs then last a while
 AGENT_TTL_MAX = 3600  # seconds: how long an agent may keep a token before asking again
 RENEW_LOCK_WAIT = 120  # seconds to wait for another process that is renewing
 CODING_AGENT_HEADER = ("x-databricks-use-coding-agent-mode", "true")
@@ -574,6 +576,22 @@ def list_pats(host, profile, bearer):
         raise _explain_token_api_error(exc, host, profile) from None
 
 
+def cached_pat_revoked(spec, cache, bearer):
+    """True when the cache holds a still-fresh PAT that the workspace no longer lists.
+
+    Someone revoked it (an admin, or `fmapi --uninstall --revoke` on another machine): it
+    would be rejected until it expires, so setup replaces it. Not on the helper's hot path.
+    """
+    token_id = (cache or {}).get("token_id")
+    if not token_id or not usable_token(cache, spec.host, spec.min_left):
+        return False
+    try:
+        listed = list_pats(spec.host, spec.profile, bearer)
+    except FmapiError:
+        return False  # cannot tell: keep it, as before
+    return not any(info.get("token_id") == token_id for info in listed if isinstance(info, dict))
+
+
 def delete_pat(host, bearer, token_id):
     """Revoke one PAT; an id the workspace no longer knows counts as revoked."""
     try:
@@ -819,7 +837,7 @@ def spec_from_helper(path):
 
 
 # --------------------------------------------------------------------------------------
-# Agents: what every agent section provides
+# 8. Agents: what every agent section provides
 # --------------------------------------------------------------------------------------
 
 
@@ -846,14 +864,15 @@ class Agent:
         """How long the agent keeps a token before asking the helper again (seconds)."""
         return min(int(lifetime_days) * 86400 // 2, AGENT_TTL_MAX)
 
-    def min_left(self, lifetime_days):
-        """A token handed out must outlive the agent's TTL by the usual safety margin."""
-        return self.ttl(lifetime_days) + MIN_REMAINING
+    def min_left(self, lifetime_days, margin=MIN_REMAINING):
+        """A token handed out must outlive the agent's TTL by the safety margin (seconds)."""
+        return self.ttl(lifetime_days) + margin
 
     def token_spec(self, record):
         return TokenSpec(
             agent=self.name, dir=record["dir"], host=record["host"], profile=record["profile"],
-            lifetime_days=record["lifetime_days"], min_left=self.min_left(record["lifetime_days"]),
+            lifetime_days=record["lifetime_days"],
+            min_left=self.min_left(record["lifetime_days"], int(record.get("min_remaining") or MIN_REMAINING)),
             comment=self.pat_comment, revoke_replaced=self.revoke_replaced, cli=record.get("cli"),
         )
 
@@ -919,7 +938,7 @@ def tilde(path):
 
 
 # --------------------------------------------------------------------------------------
-# 8. Claude Code
+# 9. Claude Code
 #
 # settings.json gets the seed's keys: apiKeyHelper and the env table below. Claude Code
 # runs the helper through /bin/sh, caches its answer for CLAUDE_CODE_API_KEY_HELPER_TTL_MS
@@ -1152,7 +1171,7 @@ register(Claude())
 
 
 # --------------------------------------------------------------------------------------
-# 9. OpenAI Codex
+# 10. OpenAI Codex
 #
 # config.toml in $CODEX_HOME gets one provider table with command-backed auth (Codex runs
 # the helper directly, no shell, trims its stdout, re-runs it every refresh_interval_ms and
@@ -1873,7 +1892,7 @@ register(Codex())
 
 
 # --------------------------------------------------------------------------------------
-# 10. Gemini CLI
+# 11. Gemini CLI
 # --------------------------------------------------------------------------------------
 
 # Gemini CLI reads its key once, at start, and has no helper hook. So `fmapi gemini`
@@ -1974,9 +1993,9 @@ class Gemini(Agent):
         """<GEMINI_CLI_HOME or ~>/.gemini: Gemini CLI's own user directory."""
         return os.path.join(os.path.abspath(os.environ.get("GEMINI_CLI_HOME") or os.path.expanduser("~")), ".gemini")
 
-    def min_left(self, lifetime_days):
+    def min_left(self, lifetime_days, margin=MIN_REMAINING):
         """A launch gets a token with a working session's worth of life (12 h, at most half the lifetime)."""
-        return min(GEMINI_SESSION, int(lifetime_days) * 86400 // 2)
+        return max(min(GEMINI_SESSION, int(lifetime_days) * 86400 // 2), margin)
 
     def settings_path(self, record):
         return os.path.join(record["dir"], "settings.json")
@@ -2041,6 +2060,12 @@ class Gemini(Agent):
                 if os.environ.get(key):
                     warn("%s is set in your environment; a bare `gemini` uses it instead of %s "
                          "(`fmapi gemini` is not affected)." % (key, tilde(self.env_path(record))))
+        elif "env_saved" in record:  # --no-write-env on a re-run: take fmapi's lines out again
+            report = Report()
+            self._remove_env_block(record, report)
+            for item in report.removed:
+                say("  removed %s" % item)
+            record = {k: v for k, v in record.items() if k != "env_saved"}
         return record
 
     def model_for_launch(self, record):
@@ -2249,7 +2274,7 @@ register(Gemini())
 
 
 # --------------------------------------------------------------------------------------
-# 11. Dependencies: installing agents and the Databricks CLI
+# 12. Dependencies: installing agents and the Databricks CLI
 # --------------------------------------------------------------------------------------
 
 CLAUDE_INSTALL = "curl -fsSL https://claude.ai/install.sh | bash"
@@ -2339,7 +2364,7 @@ def check_version(agent, path):
 
 
 # --------------------------------------------------------------------------------------
-# 12. The terminal: prompts and the arrow-key selector
+# 13. The terminal: prompts and the arrow-key selector
 # --------------------------------------------------------------------------------------
 
 
@@ -2423,7 +2448,7 @@ def select(label, options, default=0):
 
 
 # --------------------------------------------------------------------------------------
-# 13. Commands: setup, token, uninstall, status
+# 14. Commands: setup, token, uninstall, status
 # --------------------------------------------------------------------------------------
 
 HTTPS_MESSAGE = "Workspace URL must start with https://"
@@ -2571,6 +2596,10 @@ def collect_answers(agent, args, registry, interactive):
     else:
         days = prev.get("lifetime_days", DEFAULT_PAT_DAYS)
     answers["lifetime_days"] = int(days)
+    if args.min_remaining:
+        answers["min_remaining"] = args.min_remaining * 60
+    else:
+        answers["min_remaining"] = int(prev.get("min_remaining") or MIN_REMAINING)
     return answers, previous
 
 
@@ -2604,8 +2633,8 @@ def cmd_setup(args):
     answers, previous = collect_answers(agent, args, registry, interactive)
     location = answers.get("location")
     record = dict(answers, agent=agent.name, dir=agent.install_dir(location))
-    if args.write_env:
-        record["write_env"] = True
+    if args.write_env is not None:
+        record["write_env"] = args.write_env
     if previous and previous.get("dir") == record["dir"]:
         record = dict(previous, **record)
         previous_same = previous
@@ -2628,7 +2657,11 @@ def cmd_setup(args):
     changed = bool(previous_same) and (
         previous_same.get("lifetime_days") != record["lifetime_days"] or previous_same.get("profile") != record["profile"]
     )
-    before = (read_cache(spec.cache_path) or {}).get("token")
+    cached = read_cache(spec.cache_path) or {}
+    before = cached.get("token")
+    if not changed and cached_pat_revoked(spec, cached, bearer):
+        say("  the cached PAT is no longer valid in the workspace (revoked); replacing it.")
+        changed = True
     token, replaced = obtain_token(spec, force=changed, bearer=bearer)
     if replaced:
         revoke_quietly(*replaced)
@@ -2834,7 +2867,7 @@ def cmd_status(args):
 
 
 # --------------------------------------------------------------------------------------
-# 14. Command line and main()
+# 15. Command line and main()
 # --------------------------------------------------------------------------------------
 
 DESCRIPTION = (
@@ -2852,6 +2885,19 @@ examples:
   fmapi --uninstall                       remove everything fmapi wrote
 
 See %s for the manual.""" % HOMEPAGE
+
+
+def min_remaining_minutes(text):
+    """--min-remaining: whole minutes, 1 to MAX_MIN_REMAINING."""
+    import argparse
+
+    try:
+        minutes = int(text)
+    except ValueError:
+        minutes = 0
+    if not 1 <= minutes <= MAX_MIN_REMAINING // 60:
+        raise argparse.ArgumentTypeError("give whole minutes from 1 to %d, e.g. --min-remaining 15" % (MAX_MIN_REMAINING // 60))
+    return minutes
 
 
 def build_parser():
@@ -2888,8 +2934,12 @@ def build_parser():
                        help="Claude Code: where .claude/settings.json goes: home (~/.claude), cwd (./.claude) or PATH/.claude")
     setup.add_argument("--pat-lifetime", type=int, choices=PAT_LIFETIMES, metavar="1|3|5|7",
                        help="lifetime of each personal access token, in days (default 1)")
-    setup.add_argument("--write-env", action="store_true",
-                       help="Gemini CLI: also keep the token in ~/.gemini/.env so a bare `gemini` works")
+    setup.add_argument("--min-remaining", type=min_remaining_minutes, metavar="MINUTES",
+                       help="renew a PAT this long before the agent could still be using it (default %d, at most %d)"
+                            % (MIN_REMAINING // 60, MAX_MIN_REMAINING // 60))
+    setup.add_argument("--write-env", action=argparse.BooleanOptionalAction, default=None,
+                       help="Gemini CLI: also keep the token in ~/.gemini/.env so a bare `gemini` works "
+                            "(kept on re-runs; --no-write-env takes it out again)")
     setup.add_argument("-y", "--yes", action="store_true", help="ask nothing; take defaults for what is missing")
 
     token = commands.add_parser(

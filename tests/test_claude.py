@@ -221,6 +221,19 @@ def test_rerun_is_idempotent_and_keeps_the_token(home, workspace, setup_claude):
     assert len(workspace.pats_with_comment_prefix("Claude Code FMAPI")) == 1
 
 
+def test_rerun_replaces_a_cached_pat_that_was_revoked_in_the_workspace(home, workspace, setup_claude):
+    setup_claude()
+    d = claude_dir(home)
+    old = cache_of(d)
+    workspace.revoke_pat(old["token"])  # e.g. `fmapi --uninstall --revoke` on another machine
+    proc = setup_claude()
+    assert "revoked" in proc.stdout
+    new = cache_of(d)["token"]
+    assert new != old["token"] and new in workspace.pat_values()
+    proc = run_helper(d / "fmapi-key-helper.sh")
+    assert proc.stdout.strip() == new
+
+
 def test_rerun_updates_models_and_lifetime_and_replaces_only_its_own_pat(home, workspace, setup_claude):
     other = workspace.add_pat("Claude Code FMAPI (created 2026-01-01)", 86400)  # another machine's
     setup_claude()
@@ -317,6 +330,26 @@ def test_helper_renews_an_expiring_token_and_revokes_only_the_replaced_one(home,
         time.sleep(0.05)
     assert old["token"] not in workspace.pat_values()
     assert other["token_value"] in workspace.pat_values()
+
+
+@pytest.mark.parametrize("seconds_left, renews", [(3600 + 25 * 60, True), (3600 + 35 * 60, False)])
+def test_min_remaining_is_configurable_and_kept_on_rerun(home, workspace, setup_claude, seconds_left, renews):
+    setup_claude("--min-remaining", "30")
+    setup_claude()  # a re-run without the flag keeps the install's margin
+    d = claude_dir(home)
+    old = age_cache(d, seconds_left)  # the TTL (1 h) plus 25 or 35 minutes
+    proc = run_helper(d / "fmapi-key-helper.sh")
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout.strip() != old["token"]) is renews
+    assert proc.stdout.strip() == cache_of(d)["token"]
+
+
+@pytest.mark.parametrize("value", ["0", "721", "soon"])
+def test_min_remaining_out_of_range_is_a_usage_error(home, workspace, setup_claude, value):
+    proc = setup_claude("--min-remaining", value, check=False)
+    assert proc.returncode == 2
+    assert "--min-remaining" in proc.stderr and "from 1 to 720" in proc.stderr
+    assert not (claude_dir(home) / "settings.json").exists()
 
 
 def test_helper_mints_again_when_the_cache_is_deleted(home, workspace, setup_claude):

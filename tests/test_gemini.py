@@ -380,6 +380,23 @@ def test_write_env_file_fmapi_created_is_removed_on_uninstall(home, workspace, g
     assert not (gdir / ".env").exists()
 
 
+def test_write_env_is_kept_on_rerun_and_no_write_env_takes_it_out(home, workspace, gdir, setup_gemini,
+                                                                     gemini_record):
+    gdir.mkdir()
+    theirs = "FOO=bar\n"
+    (gdir / ".env").write_text(theirs)
+    setup_gemini("--write-env")
+    setup_gemini()  # a plain re-run keeps the choice
+    assert dotenv((gdir / ".env").read_text())["GEMINI_API_KEY"] == cache_of(gdir)["token"]
+    proc = setup_gemini("--no-write-env")
+    assert (gdir / ".env").read_text() == theirs
+    assert "works until" not in proc.stdout
+    age_cache(gdir, 60)
+    proc, seen = launch(gemini_record)  # a launch no longer writes the file either
+    assert proc.returncode == 0, proc.stderr
+    assert (gdir / ".env").read_text() == theirs
+
+
 # --- uninstall --------------------------------------------------------------------------
 
 
