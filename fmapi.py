@@ -1023,7 +1023,7 @@ class Claude(Agent):
         path = self.settings_path(record)
         try:
             settings = load_json_object(path)
-        except UnparsableFile as exc:
+        except UnparsableFile:
             moved = backup_aside(path)
             warn("%s was not valid JSON; your bytes are kept in %s and a fresh file is written." % (tilde(path), tilde(moved)))
             settings = {}

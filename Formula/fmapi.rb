@@ -6,7 +6,7 @@ class Fmapi < Formula
   desc "Set up coding agents to use Databricks Foundation Model API"
   homepage "https://github.com/OWNER/fmapi"
   url "https://github.com/OWNER/fmapi/releases/download/v0.1.0/fmapi-0.1.0.tar.gz"
-  sha256 "1f199fb43ba5ce32c4cb1d322310d5eb872a2477675449d3b21964f6caef6083"
+  sha256 "f593ffd22464674016e5e3cedfec0f0bc9c501c2842d78c51c1a1cfeb11039b4"
   license "MIT"
 
   livecheck do

@@ -17,6 +17,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,33 @@ def make_stub(bin_dir, name, script_text):
     path.write_text(script_text)
     path.chmod(0o755)
     return path
+
+
+# ------------------------------------------------------------------ an install's files
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def cache_of(directory):
+    """The install's token cache (directory holds .fmapi-pat-cache)."""
+    return read_json(Path(directory) / ".fmapi-pat-cache")
+
+
+def age_cache(directory, seconds_left):
+    """Move the cached PAT's expiry (never the system clock): it now expires in ``seconds_left``."""
+    path = Path(directory) / ".fmapi-pat-cache"
+    data = read_json(path)
+    data["expiry"] = int(time.time()) + seconds_left
+    path.write_text(json.dumps(data))
+    return data
+
+
+def expire_cached_pat(workspace, directory):
+    """The cached PAT has run out: the workspace no longer takes it, and the cache's clock says so."""
+    data = age_cache(directory, -60)
+    assert workspace.expire_pat(data["token"])
+    return data

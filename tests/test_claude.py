@@ -10,13 +10,13 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FMAPI, databricks_calls, expire_cli_session, make_stub, run_fmapi
+from conftest import (FMAPI, age_cache, cache_of, databricks_calls, expire_cli_session, make_stub, read_json,
+                      run_fmapi)
 
 CLAUDE_STUB = "#!/bin/sh\necho '2.1.331 (Claude Code)'\n"
 
@@ -43,26 +43,12 @@ def claude_dir(home):
     return home / ".claude"
 
 
-def read_json(path):
-    return json.loads(Path(path).read_text())
-
 
 def run_helper(helper, env=None, timeout=60):
     return subprocess.run(["/bin/sh", "-c", str(helper)], capture_output=True, text=True, timeout=timeout,
                           env=env, stdin=subprocess.DEVNULL)
 
 
-def cache_of(directory):
-    return read_json(directory / ".fmapi-pat-cache")
-
-
-def age_cache(directory, seconds_left):
-    """Move the cached PAT's clock (not the system's): it now expires in ``seconds_left``."""
-    path = directory / ".fmapi-pat-cache"
-    data = read_json(path)
-    data["expiry"] = int(time.time()) + seconds_left
-    path.write_text(json.dumps(data))
-    return data
 
 
 # --- the non-interactive contract -----------------------------------------------------

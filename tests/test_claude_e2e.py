@@ -11,7 +11,7 @@ import time
 import pytest
 
 from agents import agent_binary
-from conftest import databricks_calls, expire_cli_session, run_fmapi
+from conftest import cache_of, databricks_calls, expire_cached_pat, expire_cli_session, run_fmapi
 
 MESSAGES = "/serving-endpoints/anthropic/v1/messages"
 REPLY = "Hello from the fake Databricks Claude endpoint."
@@ -56,18 +56,6 @@ def run_claude(claude, tmp_path, prompt=PROMPT, timeout=120, **extra):
                           text=True, timeout=timeout)
 
 
-def cache_of(directory):
-    return json.loads((directory / ".fmapi-pat-cache").read_text())
-
-
-def expire_cached_pat(workspace, directory):
-    """The cached PAT has run out: the workspace no longer takes it, and the cache's clock says so."""
-    path = directory / ".fmapi-pat-cache"
-    data = json.loads(path.read_text())
-    data["expiry"] = int(time.time()) - 60
-    path.write_text(json.dumps(data))
-    assert workspace.expire_pat(data["token"])
-    return data
 
 
 def model_calls(workspace):

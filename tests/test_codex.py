@@ -2,7 +2,6 @@
 config.toml, and `fmapi setup --agent codex` / `fmapi token` / `fmapi --uninstall` as a user runs
 them against the fake workspace with a stand-in `codex`."""
 
-import json
 import os
 import stat
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_stub, run_fmapi
+from conftest import cache_of, make_stub, run_fmapi
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -319,9 +318,6 @@ def setup_codex(home, workspace, logged_in, codex_stub):
 def codex_dir(home):
     return home / ".codex"
 
-
-def cache_of(directory):
-    return json.loads((directory / ".fmapi-pat-cache").read_text())
 
 
 def run_helper(helper):

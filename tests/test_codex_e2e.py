@@ -12,7 +12,7 @@ import time
 import pytest
 
 from agents import agent_binary
-from conftest import databricks_calls, expire_cli_session, run_fmapi
+from conftest import cache_of, databricks_calls, expire_cached_pat, expire_cli_session, run_fmapi
 
 RESPONSES = "/serving-endpoints/responses"
 REPLY = "Hello from the fake Databricks GPT endpoint."
@@ -70,18 +70,6 @@ def run_codex(codex, tmp_path, *options, prompt=PROMPT, timeout=120):
                           text=True, timeout=timeout)
 
 
-def cache_of(directory):
-    return json.loads((directory / ".fmapi-pat-cache").read_text())
-
-
-def expire_cached_pat(workspace, directory):
-    """The cached PAT has run out: the workspace no longer takes it, and the cache's clock says so."""
-    path = directory / ".fmapi-pat-cache"
-    data = json.loads(path.read_text())
-    data["expiry"] = int(time.time()) - 60
-    path.write_text(json.dumps(data))
-    assert workspace.expire_pat(data["token"])
-    return data
 
 
 def show(proc, workspace):

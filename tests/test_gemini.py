@@ -8,14 +8,12 @@ import os
 import pty
 import select
 import signal
-import stat
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import FMAPI, expire_cli_session, make_stub, run_fmapi
+from conftest import FMAPI, age_cache, cache_of, expire_cli_session, make_stub, mode_of, read_json, run_fmapi
 
 GEMINI_STUB = """#!{python}
 import json, os, sys
@@ -42,12 +40,6 @@ RICH_SETTINGS = {
 }
 
 
-def read_json(path):
-    return json.loads(Path(path).read_text())
-
-
-def mode_of(path):
-    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 @pytest.fixture
@@ -91,17 +83,6 @@ def launch(gemini_record, *args, env=None):
     return proc, seen
 
 
-def cache_of(directory):
-    return read_json(directory / ".fmapi-pat-cache")
-
-
-def age_cache(directory, seconds_left):
-    """Move the cached PAT's expiry (never the system clock): it now expires in ``seconds_left``."""
-    path = directory / ".fmapi-pat-cache"
-    data = read_json(path)
-    data["expiry"] = int(time.time()) + seconds_left
-    path.write_text(json.dumps(data))
-    return data
 
 
 def token_creations(workspace):

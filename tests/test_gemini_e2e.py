@@ -6,23 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from agents import agent_binary
 from conftest import FAKEBIN, FMAPI
 
 REPLY = "Hello from the fake Databricks Gemini endpoint."
-
-
-def real_gemini():
-    agents = os.environ.get("FMAPI_AGENTS_DIR")
-    path = Path(agents) / "node_modules" / ".bin" / "gemini" if agents else None
-    if path and path.exists() and shutil.which("node"):
-        return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("the real gemini is missing (FMAPI_AGENTS_DIR=%r): run tests/run.sh, which installs it" % agents)
-    pytest.skip("the real gemini is not installed (set FMAPI_AGENTS_DIR; tests/run.sh does)")
 
 
 def scrubbed_env(home, tmp_path, home_bin):
@@ -52,14 +42,19 @@ def fmapi(env, *args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_real_gemini_answers_through_fmapi(home, workspace, logged_in, home_bin, tmp_path):
-    gemini = real_gemini()
-    (home_bin / "gemini").symlink_to(gemini)
-    env = scrubbed_env(home, tmp_path, home_bin)
+@pytest.fixture
+def prepared(home, workspace, home_bin, tmp_path):
+    """The real gemini first on PATH, a scrubbed environment, and a user settings.json."""
+    (home_bin / "gemini").symlink_to(agent_binary("gemini"))
     gdir = home / ".gemini"
     gdir.mkdir()
     (gdir / "settings.json").write_text(json.dumps({"privacy": {"usageStatisticsEnabled": False}}))
     workspace.reply_text = REPLY
+    return scrubbed_env(home, tmp_path, home_bin), gdir
+
+
+def test_real_gemini_answers_through_fmapi(workspace, logged_in, prepared):
+    env, gdir = prepared
 
     setup = fmapi(env, "setup", "--agent", "gemini", "--yes", "--host", workspace.url, "--profile", logged_in)
     assert setup.returncode == 0, setup.stdout + setup.stderr
@@ -86,14 +81,8 @@ def test_real_gemini_answers_through_fmapi(home, workspace, logged_in, home_bin,
     assert not (gdir / ".fmapi-pat-cache").exists()
 
 
-def test_real_bare_gemini_works_with_write_env(home, workspace, logged_in, home_bin, tmp_path):
-    gemini = real_gemini()
-    (home_bin / "gemini").symlink_to(gemini)
-    env = scrubbed_env(home, tmp_path, home_bin)
-    gdir = home / ".gemini"
-    gdir.mkdir()
-    (gdir / "settings.json").write_text(json.dumps({"privacy": {"usageStatisticsEnabled": False}}))
-    workspace.reply_text = REPLY
+def test_real_bare_gemini_works_with_write_env(workspace, logged_in, home_bin, prepared):
+    env, gdir = prepared
 
     setup = fmapi(env, "setup", "--agent", "gemini", "--yes", "--host", workspace.url, "--profile", logged_in,
                   "--write-env")
