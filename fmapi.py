@@ -2935,7 +2935,8 @@ def build_parser():
     setup.add_argument("--pat-lifetime", type=int, choices=PAT_LIFETIMES, metavar="1|3|5|7",
                        help="lifetime of each personal access token, in days (default 1)")
     setup.add_argument("--min-remaining", type=min_remaining_minutes, metavar="MINUTES",
-                       help="renew a PAT this long before the agent could still be using it (default %d, at most %d)"
+                       help="safety margin: a cached PAT is handed out only if it outlives the agent's own "
+                            "token cache by this many minutes (default %d, at most %d)"
                             % (MIN_REMAINING // 60, MAX_MIN_REMAINING // 60))
     setup.add_argument("--write-env", action=argparse.BooleanOptionalAction, default=None,
                        help="Gemini CLI: also keep the token in ~/.gemini/.env so a bare `gemini` works "

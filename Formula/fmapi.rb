@@ -6,7 +6,7 @@ class Fmapi < Formula
   desc "Set up coding agents to use Databricks Foundation Model API"
   homepage "https://github.com/OWNER/fmapi"
   url "https://github.com/OWNER/fmapi/releases/download/v0.1.0/fmapi-0.1.0.tar.gz"
-  sha256 "f593ffd22464674016e5e3cedfec0f0bc9c501c2842d78c51c1a1cfeb11039b4"
+  sha256 "806c781b929a7df63bb6a37e9a5a6c7cbff8df007621678a1c0258b09210667b"
   license "MIT"
 
   livecheck do
