@@ -67,6 +67,7 @@ HELPER_PROTOCOL = 1  # bump when the helper's argument changes shape
 
 PAT_LIFETIMES = (1, 3, 5, 7)  # days, as offered by the seed
 DEFAULT_PAT_DAYS = 1
+INHERITED_UMASK = None  # main() records the umask fmapi started with; installers and gemini get it back
 MIN_REMAINING = 300  # seconds: a cached PAT with less life left is never handed out (setup --min-remaining)
 MAX_MIN_REMAINING = 12 * 3600  # the most --min-remaining may ask for: even 1-day PATs then last a while
 AGENT_TTL_MAX = 3600  # seconds: how long an agent may keep a token before asking again
@@ -93,6 +94,11 @@ class FmapiError(Exception):
         if self.fix:
             text += "\n  " + self.fix
         return text
+
+
+def _terminate(signum, frame):
+    """SIGTERM/SIGHUP become SystemExit, so every `finally` (temp files, the terminal) runs."""
+    raise SystemExit(128 + signum)
 
 
 class UsageError(FmapiError):
@@ -167,6 +173,21 @@ def write_atomic(path, data, mode=0o600):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def write_in_place(path, data, mode=None):
+    """Rewrite a user's file atomically where it really lives, keeping its mode.
+
+    A symlink (a dotfile manager's) stays a symlink: its target is replaced. ``mode`` is
+    forced when given; otherwise the file's current mode is kept (0600 for a new file).
+    """
+    real = os.path.realpath(path)
+    if mode is None:
+        try:
+            mode = os.stat(real).st_mode & 0o777
+        except OSError:
+            mode = 0o600
+    write_atomic(real, data, mode)
 
 
 def read_bytes(path):
@@ -347,12 +368,30 @@ def helper_main(argv):
 
 
 def serve_token(spec, background_revoke=False):
-    """The slow path of the helper and of ``fmapi token``: renew under the lock and print."""
+    """The slow path of the helper and of ``fmapi token``: renew under the lock and print.
+
+    When renewing fails but the cached PAT still has a few minutes, that PAT is printed
+    (with the reason on stderr), so an agent keeps working until the user can act.
+    """
+    import signal
+
     os.umask(0o077)
+    signal.signal(signal.SIGTERM, _terminate)  # an agent that gives up on us: no temp file left
     try:
         token, replaced = obtain_token(spec)
-    except FmapiError as exc:
+    except (FmapiError, OSError) as exc:
+        if not isinstance(exc, FmapiError):
+            exc = FmapiError("%s: %s." % (getattr(exc, "filename", None) or "file error", exc.strerror or exc),
+                             fix="Check the permissions and free space of %s, then retry." % spec.dir)
         print(exc.render(), file=sys.stderr, flush=True)
+        cache = read_cache(spec.cache_path)
+        stale = usable_token(cache, spec.host, MIN_REMAINING)
+        if stale:
+            print("fmapi: using the cached token meanwhile; it expires in %d minutes."
+                  % ((cache["expiry"] - time.time()) // 60), file=sys.stderr, flush=True)
+            sys.stdout.write(stale + "\n")
+            sys.stdout.flush()
+            return 0
         return exc.code
     except KeyboardInterrupt:
         return 130
@@ -489,7 +528,15 @@ class ApiError(FmapiError):
 
 
 def _is_loopback(hostname):
-    return hostname in ("localhost", "::1") or hostname.startswith("127.")
+    """localhost or a loopback IP address (127.0.0.0/8, ::1); never a name that merely starts with 127."""
+    if hostname.lower() == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def api(host, bearer, method, path, body=None, timeout=30):
@@ -681,15 +728,24 @@ def obtain_token(spec, force=False, bearer=None):
             bearer = oauth_token(spec.host, spec.profile, spec.cli)
         comment = "%s (created %s)" % (spec.comment, time.strftime("%Y-%m-%d"))
         value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, spec.lifetime_days)
-        write_atomic(spec.cache_path, dump_json({
-            "token": value,
-            "token_id": token_id,
-            "expiry": int(expiry),
-            "host": spec.host,
-            "profile": spec.profile,
-            "comment": comment,
-            "created": int(time.time()),
-        }))
+        try:
+            write_atomic(spec.cache_path, dump_json({
+                "token": value,
+                "token_id": token_id,
+                "expiry": int(expiry),
+                "host": spec.host,
+                "profile": spec.profile,
+                "comment": comment,
+                "created": int(time.time()),
+            }))
+        except OSError as exc:
+            # An uncached PAT would be minted again on every call: take this one back now.
+            try:
+                delete_pat(spec.host, bearer, token_id)
+            except FmapiError:
+                pass
+            raise FmapiError("could not save the token cache %s: %s." % (spec.cache_path, exc.strerror or exc),
+                             fix="Free some disk space or fix the permissions of %s, then retry." % spec.dir) from None
     finally:
         os.close(lock)
     replaced = None
@@ -1039,8 +1095,9 @@ class Claude(Agent):
         settings["apiKeyHelper"] = self.helper_command(record)
         settings["env"] = env
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
-        write_atomic(path, dump_json(settings), 0o600)
-        self._mark_onboarded()
+        write_in_place(path, dump_json(settings), 0o600)
+        if self._mark_onboarded():
+            record = dict(record, state_created=True)
         for key in CLAUDE_STALE_KEYS:
             if os.environ.get(key):
                 warn("%s is set in your environment and overrides fmapi's helper; unset it (check your shell profile)." % key)
@@ -1048,21 +1105,31 @@ class Claude(Agent):
         return record
 
     def _mark_onboarded(self):
+        """hasCompletedOnboarding in ~/.claude.json; True when fmapi created that file."""
         path = self.state_path()
         try:
             state = load_json_object(path)
         except UnparsableFile:
             warn("%s is not valid JSON; left it alone (Claude Code may ask you to log in once)." % tilde(path))
-            return
+            return False
         if state.get("hasCompletedOnboarding") is True:
-            return
+            return False
+        created = not os.path.exists(path)
         state["hasCompletedOnboarding"] = True
-        mode = 0o600
+        write_in_place(path, dump_json(state))
+        return created
+
+    def _unmark_onboarded(self, record, report):
+        """Delete ~/.claude.json when fmapi created it and Claude Code never wrote to it since."""
+        path = self.state_path()
+        if not record.get("state_created"):
+            return
         try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError:
-            pass
-        write_atomic(path, dump_json(state), mode)
+            untouched = load_json_object(path) == {"hasCompletedOnboarding": True}
+        except UnparsableFile:
+            untouched = False
+        if untouched and remove_file(path):
+            report.removed.append(tilde(path) + " (fmapi created it)")
 
     def discover(self):
         found = []
@@ -1082,11 +1149,8 @@ class Claude(Agent):
             settings = load_json_object(settings_file)
         except UnparsableFile:
             settings = None
-        ours = isinstance(settings, dict) and (
-            HELPER_NAME in str(settings.get("apiKeyHelper", ""))
-            or "_fmapi_meta" in settings
-            or ANTHROPIC_PATH in str((settings.get("env") or {}).get("ANTHROPIC_BASE_URL", ""))
-        )
+        # Only fmapi's own marks count: a team's hand-written Databricks settings are not an install.
+        ours = isinstance(settings, dict) and (HELPER_NAME in str(settings.get("apiKeyHelper", "")) or "_fmapi_meta" in settings)
         if not (has_files or ours or (settings is None and os.path.exists(helper))):
             return None
         spec = spec_from_helper(helper)
@@ -1123,6 +1187,7 @@ class Claude(Agent):
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, "settings.json")):
             remove_file(leftover)
             report.removed.append(tilde(leftover))
+        self._unmark_onboarded(record, report)
         try:
             settings = load_json_object(path)
         except UnparsableFile:
@@ -1132,19 +1197,27 @@ class Claude(Agent):
             return
         changed = False
         env = settings.get("env") if isinstance(settings.get("env"), dict) else None
-        for key in ("apiKeyHelper",) + CLAUDE_STALE_KEYS + ("_fmapi_meta",):
-            if key in settings and (key != "apiKeyHelper" or self._is_ours(key, settings[key], record)):
+        # The bash original wrote ANTHROPIC_AUTH_TOKEN beside _fmapi_meta; fmapi itself removes both
+        # keys at setup, so one found later without _fmapi_meta is the user's own and stays.
+        legacy = "_fmapi_meta" in settings
+        for key in ("apiKeyHelper", "_fmapi_meta") + CLAUDE_STALE_KEYS:
+            if key not in settings:
+                continue
+            if key == "_fmapi_meta" or (key == "apiKeyHelper" and self._is_ours(key, settings[key], record)) \
+                    or (key == "ANTHROPIC_AUTH_TOKEN" and legacy):
                 del settings[key]
                 changed = True
-            elif key == "apiKeyHelper" and key in settings:
-                report.kept.append("%s: apiKeyHelper (you changed it)" % tilde(path))
+            else:
+                report.kept.append("%s: %s (%s)" % (tilde(path), key, "you changed it" if key == "apiKeyHelper" else "not fmapi's"))
         if env is not None:
             for key in CLAUDE_ENV_KEYS + CLAUDE_STALE_KEYS:
                 if key not in env:
                     continue
-                if key in CLAUDE_STALE_KEYS or self._is_ours(key, env[key], record):
+                if (key == "ANTHROPIC_AUTH_TOKEN" and legacy) or (key in CLAUDE_ENV_KEYS and self._is_ours(key, env[key], record)):
                     del env[key]
                     changed = True
+                elif key in CLAUDE_STALE_KEYS:
+                    report.kept.append("%s: env.%s (not fmapi's)" % (tilde(path), key))
                 else:
                     report.kept.append("%s: env.%s = %r (you changed it)" % (tilde(path), key, env[key]))
             if not env:
@@ -1153,7 +1226,10 @@ class Claude(Agent):
         if not changed:
             return
         if settings:
-            write_atomic(path, dump_json(settings), 0o600)
+            write_in_place(path, dump_json(settings), 0o600)
+            report.removed.append("fmapi's keys from %s" % tilde(path))
+        elif os.path.islink(path):  # a dotfile manager's link: leave both link and target, empty
+            write_in_place(path, dump_json({}), 0o600)
             report.removed.append("fmapi's keys from %s" % tilde(path))
         else:
             remove_file(path)
@@ -1611,9 +1687,6 @@ class Codex(Agent):
     def config_path(self, record):
         return record.get("config") or os.path.join(record["dir"], CODEX_CONFIG_NAME)
 
-    def prompts(self, previous):
-        return [("model", "Model", (previous or {}).get("model") or self.default_model)]
-
     # -- reading and checking the user's file
 
     def _read(self, path):
@@ -1915,7 +1988,6 @@ GEMINI_ENV_KEYS = ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY", "GEMINI_API_KEY_A
                    "GEMINI_MODEL", "GEMINI_CLI_CUSTOM_HEADERS")
 GEMINI_ENV_BEGIN = "# >>> fmapi: Gemini CLI >>>"
 GEMINI_ENV_END = "# <<< fmapi: Gemini CLI <<<"
-INHERITED_UMASK = None  # main() records the umask fmapi started with; gemini gets it back
 
 
 def gemini_env(host, token, model):
@@ -2289,7 +2361,9 @@ def run_installer(description, shell_command):
     say("Installing %s: %s" % (description, shell_command))
     # pipefail: a failed download must fail the install, not feed an empty script to the shell
     shell = ["/bin/bash", "-o", "pipefail", "-c"] if os.path.exists("/bin/bash") else ["/bin/sh", "-c"]
-    proc = subprocess.run(shell + [shell_command])
+    # the installer gets the user's umask, not fmapi's 077: shared prefixes stay readable
+    restore = None if INHERITED_UMASK is None else (lambda: os.umask(INHERITED_UMASK))
+    proc = subprocess.run(shell + [shell_command], preexec_fn=restore)
     if proc.returncode != 0:
         raise FmapiError("installing %s failed (exit status %d)." % (description, proc.returncode),
                          fix="Install it yourself (%s), then re-run fmapi." % shell_command)
@@ -2489,6 +2563,21 @@ def validate_profile(name):
     return name
 
 
+def profile_for_host(name, host):
+    """``name`` when it is free or already points at ``host``; signing in would repoint it otherwise."""
+    name = validate_profile(name)
+    existing = databricks_profiles().get(name)
+    if existing:
+        try:
+            same = normalize_host(existing) == host
+        except UsageError:
+            same = False
+        if not same:
+            raise UsageError("CLI profile '%s' belongs to %s, not %s; fmapi will not repoint it." % (name, existing, host),
+                             fix="Choose another profile name, e.g. --profile %s" % default_profile(host))
+    return name
+
+
 def databricks_profiles():
     """{profile name: host} from ~/.databrickscfg (or DATABRICKS_CONFIG_FILE)."""
     import configparser
@@ -2553,11 +2642,11 @@ def collect_answers(agent, args, registry, interactive):
 
     profile_default = prev.get("profile") if prev.get("host") == host else default_profile(host)
     if args.profile:
-        profile = validate_profile(args.profile)
+        profile = profile_for_host(args.profile, host)
     elif interactive:
-        profile = ask_text("CLI profile name", profile_default, validate_profile)
+        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host))
     else:
-        profile = profile_default
+        profile = profile_for_host(profile_default, host)
 
     answers = {"host": host, "profile": profile}
     if interactive:
@@ -2582,6 +2671,8 @@ def collect_answers(agent, args, registry, interactive):
                 location = ask_text("Base path", prev.get("location") if default_index == 2 else None, _validate_base_path)
             else:
                 location = ("home", "cwd")[picked]
+        if location is None and prev.get("location") == "cwd" and prev.get("dir"):
+            location = os.path.dirname(prev["dir"])  # that install's folder, not wherever this re-run happens
         location = location or prev.get("location") or "home"
         if location not in ("home", "cwd"):
             location = _validate_base_path(location)
@@ -2985,10 +3076,6 @@ def normalize_argv(argv):
     if any(a in ("-h", "--help", "--version") for a in argv[:1]):
         return argv
     return ["setup"] + argv
-
-
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def main(argv=None):

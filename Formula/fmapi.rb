@@ -6,7 +6,7 @@ class Fmapi < Formula
   desc "Set up coding agents to use Databricks Foundation Model API"
   homepage "https://github.com/OWNER/fmapi"
   url "https://github.com/OWNER/fmapi/releases/download/v0.1.0/fmapi-0.1.0.tar.gz"
-  sha256 "806c781b929a7df63bb6a37e9a5a6c7cbff8df007621678a1c0258b09210667b"
+  sha256 "2e9c17d068ad7fdb581b72090044a6516e9d829d6f35ae978ca49f44afb1ea1b"
   license "MIT"
 
   livecheck do

@@ -143,6 +143,18 @@ def test_bad_profile_name_is_refused(home, workspace, claude_stub):
     assert not (home / ".claude").exists()
 
 
+def test_a_profile_of_another_workspace_is_not_repointed(home, workspace, claude_stub):
+    cfg = home / ".databrickscfg"
+    cfg.write_text("[team]\nhost = https://elsewhere.cloud.databricks.com/\nauth_type = databricks-cli\n")
+    before = cfg.read_bytes()
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", "team")
+    assert proc.returncode == 2
+    assert "CLI profile 'team' belongs to https://elsewhere.cloud.databricks.com" in proc.stderr
+    assert "--profile 127-0-0-1-%d" % workspace.port in proc.stderr  # a free name to use instead
+    assert cfg.read_bytes() == before
+    assert not (home / ".claude" / "settings.json").exists() and not workspace.pat_values()
+
+
 def test_profile_defaults_to_one_derived_from_the_host(home, workspace, claude_stub):
     proc = run_fmapi("setup", "--yes", "--host", workspace.url)
     assert proc.returncode == 0, proc.stderr
@@ -377,6 +389,32 @@ def test_expired_session_tells_the_user_how_to_sign_in(home, workspace, setup_cl
     token = run_fmapi("token")
     assert token.returncode != 0 and token.stdout == ""
     assert "databricks auth login --host %s --profile %s" % (workspace.url, logged_in) in token.stderr
+
+
+def test_a_cache_that_cannot_be_written_is_one_error_and_no_stray_pat(home, workspace, setup_claude):
+    setup_claude()
+    d = claude_dir(home)
+    (d / ".fmapi-pat-cache").unlink()
+    (d / ".fmapi-pat-cache").mkdir()  # the cache cannot be replaced, like a full or read-only disk
+    before = set(workspace.pat_values())
+    for _ in range(2):
+        proc = run_helper(d / "fmapi-key-helper.sh")
+        assert proc.returncode != 0 and proc.stdout == ""
+        assert "could not save the token cache" in proc.stderr and "Traceback" not in proc.stderr
+    assert set(workspace.pat_values()) == before  # each PAT minted was taken back at once
+    assert not [n for n in os.listdir(d) if n.endswith(".fmapi-tmp")]
+
+
+def test_a_failed_renewal_falls_back_to_a_cached_pat_that_still_works(home, workspace, setup_claude, logged_in):
+    setup_claude()
+    d = claude_dir(home)
+    old = age_cache(d, 30 * 60)  # less than the agent's TTL + margin, but still half an hour of life
+    expire_cli_session(home, workspace)
+    proc = run_helper(d / "fmapi-key-helper.sh")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == old["token"]
+    assert "databricks auth login --host %s --profile %s" % (workspace.url, logged_in) in proc.stderr
+    assert "using the cached token meanwhile" in proc.stderr
 
 
 def test_fmapi_token_prints_only_the_token(home, workspace, setup_claude):

@@ -25,6 +25,7 @@ import fmapi  # noqa: E402
     ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
     ("http://localhost:9000", "http://localhost:9000"),
     ("http://[::1]:7000/api", "http://[::1]:7000"),
+    ("http://127.0.0.2:8080", "http://127.0.0.2:8080"),
 ])
 def test_workspace_urls_are_normalised(url, expected):
     assert fmapi.normalize_host(url) == expected
@@ -33,6 +34,7 @@ def test_workspace_urls_are_normalised(url, expected):
 @pytest.mark.parametrize("url", [
     "my-workspace.cloud.databricks.com", "ftp://my-workspace.cloud.databricks.com",
     "http://my-workspace.cloud.databricks.com", "http://10.0.0.1:80",
+    "http://127.example.com", "http://127.0.0.1.nip.io:80", "http://localhost.example.com",
 ])
 def test_anything_but_https_gets_the_seed_message(url):
     with pytest.raises(fmapi.UsageError) as err:

@@ -81,3 +81,11 @@ def test_a_failed_installer_stops_setup_with_the_command_to_run(home, workspace,
     assert "installing Claude Code failed" in err and "re-run fmapi" in err
     assert fail.called
     assert not (home / ".claude").exists()
+
+
+def test_installers_run_with_the_users_umask_not_fmapis(tmp_path, monkeypatch):
+    monkeypatch.setattr(fmapi, "INHERITED_UMASK", 0o022)
+    os.umask(0o077)  # what fmapi itself runs with
+    out = tmp_path / "umask"
+    fmapi.run_installer("a test", "umask > '%s'" % out)
+    assert out.read_text().strip() == "0022"  # what npm, brew or curl|bash would create files with

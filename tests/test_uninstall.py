@@ -202,3 +202,79 @@ def test_ctrl_c_at_the_question_changes_nothing(home, install):
     term.send("\x03")
     assert term.finish() == 130
     assert {p: p.read_bytes() for p in (home / ".claude").iterdir()} == before
+
+
+def test_claude_json_that_fmapi_created_goes_and_one_of_yours_stays(home, install):
+    install()
+    assert read_json(home / ".claude.json") == {"hasCompletedOnboarding": True}
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert not (home / ".claude.json").exists()
+
+    (home / ".claude.json").write_text(json.dumps({"numStartups": 3}))
+    install()
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert read_json(home / ".claude.json") == {"numStartups": 3, "hasCompletedOnboarding": True}
+
+
+def test_credentials_the_user_added_after_setup_are_theirs(home, install):
+    install()
+    d = home / ".claude"
+    settings = read_json(d / "settings.json")
+    settings["env"]["ANTHROPIC_API_KEY"] = "sk-my-own"
+    (d / "settings.json").write_text(json.dumps(settings))
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(d / "settings.json") == {"env": {"ANTHROPIC_API_KEY": "sk-my-own"}}
+    assert "env.ANTHROPIC_API_KEY (not fmapi's)" in proc.stdout
+    assert "sk-my-own" not in proc.stdout + proc.stderr
+
+
+def test_the_bash_originals_token_and_meta_go(home):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_text(json.dumps({
+        "_fmapi_meta": {"host": "https://x.cloud.databricks.com"}, "model": "opus",
+        "env": {"ANTHROPIC_AUTH_TOKEN": "dapi-old", "ANTHROPIC_BASE_URL": "https://x.cloud.databricks.com/serving-endpoints/anthropic"}}))
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(d / "settings.json") == {"model": "opus"}
+
+
+def test_a_hand_written_databricks_settings_file_is_not_an_install(home, tmp_path, monkeypatch):
+    project = tmp_path / "team-repo"
+    (project / ".claude").mkdir(parents=True)
+    team = {"env": {"ANTHROPIC_BASE_URL": "https://x.cloud.databricks.com/serving-endpoints/anthropic",
+                    "ANTHROPIC_MODEL": "databricks-claude-sonnet-4-6", "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1"}}
+    (project / ".claude" / "settings.json").write_text(json.dumps(team))
+    monkeypatch.chdir(project)
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.stdout == "Nothing to uninstall.\n"
+    assert read_json(project / ".claude" / "settings.json") == team
+
+
+def test_a_symlinked_settings_file_stays_a_symlink(home, install, tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = dotfiles / "claude-settings.json"
+    target.write_text(json.dumps(USER_SETTINGS))
+    (home / ".claude").mkdir()
+    link = home / ".claude" / "settings.json"
+    link.symlink_to(target)
+    install()
+    assert link.is_symlink() and read_json(target)["apiKeyHelper"]
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert link.is_symlink() and read_json(target) == USER_SETTINGS
+
+
+def test_a_rerun_elsewhere_refreshes_the_cwd_install_instead_of_making_a_new_one(home, install, tmp_path,
+                                                                                  monkeypatch, workspace):
+    project, other = tmp_path / "project", tmp_path / "other"
+    project.mkdir()
+    other.mkdir()
+    monkeypatch.chdir(project)
+    install("--settings-location", "cwd")
+    monkeypatch.chdir(other)
+    proc = run_fmapi("setup", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (project / ".claude" / "settings.json").exists() and not (other / ".claude").exists()
+    assert len(workspace.pats_with_comment_prefix("Claude Code FMAPI")) == 1
