@@ -1852,7 +1852,6 @@ class Codex(Agent):
 
     def configure(self, record, previous):
         path = self.config_path(record)
-        real = os.path.realpath(path)  # a dotfile manager's symlink stays a symlink
         text = self._read(path)
         if text is not None:
             self._refuse_legacy_profiles(path, text)
@@ -1861,12 +1860,7 @@ class Codex(Agent):
         self._validate(path, merged, record)
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
         if merged != text:
-            mode = 0o600
-            try:
-                mode = os.stat(real).st_mode & 0o777
-            except OSError:
-                pass
-            write_atomic(real, merged, mode)
+            write_in_place(path, merged)  # a dotfile manager's symlink stays a symlink
         return dict(record, settings=path, config=path, **undo)
 
     # -- finding and removing
@@ -1939,7 +1933,7 @@ class Codex(Agent):
                         remove_file(real)
                         report.removed.append(tilde(path) + " (fmapi created it)")
                     else:
-                        write_atomic(real, restored, os.stat(real).st_mode & 0o777)
+                        write_in_place(real, restored)
                         report.removed.append("fmapi's provider and model settings from %s" % tilde(path))
         for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
             if remove_file(os.path.join(directory, name)):
@@ -2112,8 +2106,7 @@ class Gemini(Agent):
                 saved[dotted] = {"had": True, "value": value} if present else {"had": False}
             created += [c for c in _json_set(settings, dotted, written[dotted]) if c not in created]
         if settings != before or not existed:
-            mode = os.stat(real).st_mode & 0o777 if existed else 0o600
-            write_atomic(real, dump_json(settings), mode)
+            write_in_place(real, dump_json(settings))
         record = dict(record, settings=path, written=written, saved=saved, created=created,
                       settings_created=bool(previous.get("settings_created")) if previous.get("written") else not existed)
         if record.get("write_env"):
@@ -2248,7 +2241,7 @@ class Gemini(Agent):
             remove_file(real)
             report.removed.append(tilde(path) + " (nothing else was in it)")
         else:
-            write_atomic(real, dump_json(settings), os.stat(real).st_mode & 0o777)
+            write_in_place(real, dump_json(settings))
             report.removed.append("fmapi's keys from %s (earlier values restored)" % tilde(path))
 
     def _remove_env_block(self, record, report):

@@ -6,7 +6,7 @@ class Fmapi < Formula
   desc "Set up coding agents to use Databricks Foundation Model API"
   homepage "https://github.com/OWNER/fmapi"
   url "https://github.com/OWNER/fmapi/releases/download/v0.1.0/fmapi-0.1.0.tar.gz"
-  sha256 "2e9c17d068ad7fdb581b72090044a6516e9d829d6f35ae978ca49f44afb1ea1b"
+  sha256 "50c71b9fd4d043f7193d87bd9d329bc2882e1a95228c3c150de6aeec38f4bc83"
   license "MIT"
 
   livecheck do
