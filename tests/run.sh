@@ -36,4 +36,7 @@ if [ ! -f "$stamp" ]; then
 fi
 export FMAPI_AGENTS_DIR
 
+# The linter first: pyflakes, syntax errors and bugbear over the module and the tests (ruff.toml).
+python3 -m ruff check --quiet fmapi.py tests/
+
 exec python3 -m pytest -q "$@"
