@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """fmapi: run coding agents against Databricks Foundation Model API.
 
-fmapi installs what is missing, signs the user in to Databricks, mints and rotates
-short-lived personal access tokens (PATs), writes each coding agent's configuration so
+fmapi installs what is missing, signs the user in to Databricks, keeps a short-lived
+credential fresh (a personal access token (PAT) it mints and rotates, or the Databricks
+CLI's OAuth access token itself), writes each coding agent's configuration so
 the agent fetches fresh credentials by itself, and undoes all of it with
 ``fmapi --uninstall``.
 
@@ -13,7 +14,7 @@ How this file reads, top to bottom:
    3. Files: atomic writes, JSON, backups
    4. Time: RFC 3339 as Go prints it
    5. The token cache and the helper's hot path
-   6. Databricks: the CLI, the REST API, and minting PATs under a lock
+   6. Databricks: 6a profiles, 6b the CLI, 6c REST, 6d credentials (PAT or OAuth)
    7. The install registry and the runtime copy used by helpers
    8. Agents: what every agent section provides
    9. Claude Code
@@ -111,10 +112,10 @@ class UsageError(FmapiError):
 class SessionExpired(FmapiError):
     """The Databricks OAuth session is missing or dead: the user must sign in again."""
 
-    def __init__(self, host, profile):
+    def __init__(self, host, profile, config_file=None):
         super().__init__(
             "your Databricks session for profile '%s' has expired or does not exist." % profile,
-            fix="Sign in again with: databricks auth login --host %s --profile %s" % (host, profile),
+            fix="Sign in again with: " + login_command(host, profile, config_file),
         )
         self.host = host
         self.profile = profile
@@ -406,38 +407,207 @@ def serve_token(spec, background_revoke=False):
 
 
 # --------------------------------------------------------------------------------------
-# 6. Databricks: the CLI, the REST API, and minting PATs under a lock
+# 6. Databricks
 #
-# Nothing else in fmapi talks to Databricks. The CLI is used for one thing only, an
-# OAuth access token for the user's profile (and, when that fails, the browser sign-in);
-# the REST calls go straight to the workspace with urllib, which saves process starts.
+# Nothing else in fmapi talks to Databricks, and no agent reaches around this section.
+#   6a profiles: ~/.databrickscfg as the CLI reads it (every profile kind, DEFAULT included)
+#   6b the CLI: the one function that runs `databricks`
+#   6c REST: the one function that calls the workspace, and the PAT calls
+#   6d credentials: PAT or OAuth, chosen by the install record, behind one small interface
 # --------------------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------------------
+# 6a. Profiles
+#
+# One reader for `.databrickscfg` (or $DATABRICKS_CONFIG_FILE). `[DEFAULT]` is an ordinary
+# profile here (Python's configparser would hide it, databricks/databricks-cli#107);
+# `[__settings__]` is not a profile. fmapi signs in (`databricks auth login`) only on a
+# browser-login (U2M) profile: a login over a PAT or service-principal profile rewrites it
+# and drops its keys (databricks/cli#484).
+# --------------------------------------------------------------------------------------
 
-class TokenSpec:
-    """What it takes to serve a PAT for one install: where its cache is, whom to ask."""
+PROFILE_U2M, PROFILE_PAT, PROFILE_M2M, PROFILE_OTHER = "u2m", "pat", "m2m", "other"
+SETTINGS_SECTION = "__settings__"
+OTHER_CREDENTIAL_KEYS = ("password", "azure_client_secret", "google_credentials", "metadata_service_url")
 
-    FIELDS = ("agent", "dir", "host", "profile", "lifetime_days", "min_left", "comment", "revoke_replaced", "cli")
 
-    def __init__(self, agent, dir, host, profile, lifetime_days, min_left, comment, revoke_replaced=True, cli=None, v=HELPER_PROTOCOL):
-        self.agent = agent
-        self.dir = dir
-        self.host = host
-        self.profile = profile
-        self.lifetime_days = int(lifetime_days)
-        self.min_left = int(min_left)
-        self.comment = comment
-        self.revoke_replaced = bool(revoke_replaced)
-        self.cli = cli
+def databricks_config_file(recorded=None):
+    """The CLI's config file: ``recorded`` (setup's DATABRICKS_CONFIG_FILE), else the
+    environment's DATABRICKS_CONFIG_FILE, else ~/.databrickscfg. An absolute path."""
+    path = recorded or os.environ.get("DATABRICKS_CONFIG_FILE") or os.path.join("~", ".databrickscfg")
+    return os.path.abspath(os.path.expanduser(path))
 
-    def to_json(self):
-        data = {name: getattr(self, name) for name in self.FIELDS}
-        data["v"] = HELPER_PROTOCOL
-        return json.dumps(data, sort_keys=True)
 
-    @property
-    def cache_path(self):
-        return os.path.join(self.dir, CACHE_NAME)
+def read_databrickscfg(config_file=None):
+    """``(profiles, settings)`` from the CLI's config file.
+
+    ``profiles`` is ``{name: {key: value}}`` in file order (keys lower-case), DEFAULT
+    included; ``settings`` is the ``[__settings__]`` section (e.g. ``default_profile``).
+    A missing or unreadable file gives ``({}, {})``.
+    """
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0no-default")
+    try:
+        parser.read(databricks_config_file(config_file), encoding="utf-8-sig")
+    except (configparser.Error, UnicodeDecodeError, OSError):
+        return {}, {}
+    profiles, settings = {}, {}
+    for section in parser.sections():
+        keys = {key: value.strip() for key, value in parser.items(section)}
+        if section == SETTINGS_SECTION:
+            settings = keys
+        else:
+            profiles[section] = keys
+    return profiles, settings
+
+
+def profile_kind(keys):
+    """How a profile signs in: PROFILE_U2M (browser login through the CLI: ``auth_type =
+    databricks-cli``, or no ``token``, ``client_id`` or ``client_secret``), PROFILE_PAT
+    (``token``), PROFILE_M2M (``client_id``/``client_secret``: a service principal) or
+    PROFILE_OTHER (another ``auth_type``, e.g. azure-cli, or other credential keys)."""
+    auth_type = (keys.get("auth_type") or "").strip().lower()
+    if auth_type == "databricks-cli":
+        return PROFILE_U2M
+    if keys.get("token") or auth_type == "pat":
+        return PROFILE_PAT
+    if keys.get("client_id") or keys.get("client_secret") or auth_type == "oauth-m2m":
+        return PROFILE_M2M
+    if auth_type or any(keys.get(key) for key in OTHER_CREDENTIAL_KEYS):
+        return PROFILE_OTHER
+    return PROFILE_U2M
+
+
+def describe_profile_kind(keys):
+    kind = profile_kind(keys)
+    if kind == PROFILE_PAT:
+        return "a personal access token profile (it holds `token`)"
+    if kind == PROFILE_M2M:
+        return "a service-principal (M2M) profile (it holds client_id/client_secret)"
+    return "a profile that signs in with auth_type = %s" % (keys.get("auth_type") or "another method")
+
+
+def same_workspace(url, host):
+    """True when the profile's ``url`` names the workspace ``host`` (scheme://host[:port])."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit((url or "").strip())
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc += ":%d" % parts.port
+    except ValueError:
+        return False
+    netloc = ("[%s]" % netloc) if netloc.count(":") > 1 else netloc
+    return bool(parts.scheme) and "%s://%s" % (parts.scheme.lower(), netloc) == host
+
+
+def validate_profile(name):
+    """``name`` stripped, when `.databrickscfg` can hold it as a section; UsageError otherwise.
+
+    Any name the CLI accepts works (``acme.prod``, ``my workspace``, ``DEFAULT``); only what
+    cannot be a section header is refused.
+    """
+    name = name.strip()
+    bad = not name or name[0] in "-#;" or name == SETTINGS_SECTION \
+        or any(c in "[]" or ord(c) < 32 or ord(c) == 127 for c in name)
+    if bad:
+        raise UsageError("'%s' cannot be a Databricks CLI profile name." % name,
+                         fix="Choose another name, e.g. my-workspace (no brackets, no leading '-', '#' or ';').")
+    return name
+
+
+def free_profile_name(host, profiles):
+    """A profile name derived from ``host`` that no profile in ``profiles`` uses yet."""
+    import re
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(host)
+    hostname = parts.hostname or "workspace"
+    label = hostname if _is_loopback(hostname) else hostname.split(".")[0]
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "workspace"
+    if parts.port:
+        base += "-%d" % parts.port
+    name, n = base, 1
+    while name in profiles or name == SETTINGS_SECTION:
+        n += 1
+        name = "%s-%d" % (base, n)
+    return name
+
+
+def default_profile(host, config_file=None):
+    """The profile setup uses for ``host`` when none is named.
+
+    A browser-login (U2M) profile for that workspace, ``[__settings__] default_profile``
+    first, else the first by name (DEFAULT included); PAT and M2M profiles are never
+    chosen. Without one, a free name derived from the host (the sign-in creates it).
+    """
+    profiles, settings = read_databrickscfg(config_file)
+    ours = sorted(name for name, keys in profiles.items()
+                  if same_workspace(keys.get("host"), host) and profile_kind(keys) == PROFILE_U2M)
+    if settings.get("default_profile") in ours:
+        return settings["default_profile"]
+    if ours:
+        return ours[0]
+    return free_profile_name(host, profiles)
+
+
+def profile_for_host(name, host, config_file=None):
+    """``name`` when fmapi may use it for ``host``: free, or a U2M profile of that workspace.
+
+    UsageError for a profile of another workspace (signing in would repoint it) and for a
+    PAT, M2M or other profile (signing in over it would drop its keys, databricks/cli#484);
+    the fix names a free profile to use instead.
+    """
+    name = validate_profile(name)
+    profiles, _ = read_databrickscfg(config_file)
+    keys = profiles.get(name)
+    if keys is None:
+        return name
+    instead = "Use another profile name, e.g. --profile %s" % default_profile(host, config_file)
+    if not same_workspace(keys.get("host"), host):
+        raise UsageError("CLI profile '%s' belongs to %s, not %s; fmapi will not repoint it."
+                         % (name, keys.get("host") or "no workspace", host), fix=instead)
+    if profile_kind(keys) != PROFILE_U2M:
+        raise UsageError("CLI profile '%s' is %s; fmapi signs in only through browser-login profiles and will "
+                         "not sign in over it (that would drop its keys)." % (name, describe_profile_kind(keys)),
+                         fix=instead)
+    return name
+
+
+def profile_host(name, config_file=None):
+    """The workspace URL the profile ``name`` points at, or None."""
+    keys = read_databrickscfg(config_file)[0].get(name) or {}
+    return keys.get("host") or None
+
+
+# --------------------------------------------------------------------------------------
+# 6b. The CLI
+#
+# `run_cli` is the only place that starts `databricks`. Every call that signs in or asks
+# for a token names `--profile` and runs without the ambient DATABRICKS_* variables that
+# would pick another credential; the install's recorded DATABRICKS_CONFIG_FILE is passed
+# (an agent started from an IDE may not have it, databricks/cli#1971). The CLI's own
+# token-cache lock race (databricks/cli#6051) is retried with short jittered waits.
+# --------------------------------------------------------------------------------------
+
+CLI_AMBIENT = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_AUTH_TYPE",
+               "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_USERNAME", "DATABRICKS_PASSWORD")
+CLI_TIMEOUT = 120  # seconds for one CLI call that needs no person (a browser sign-in has none)
+CLI_RACE_TRIES = 4  # `auth token` attempts when the CLI's token-cache lock is taken
+CLI_RACE_MARKERS = ("cache update", "exit status 45")  # databricks/cli#6051
+CLI_FORCE_REFRESH = (0, 296, 0)  # `databricks auth token --force-refresh` exists since this version
+CLI_UPGRADE = "brew upgrade databricks (or: curl -fsSL https://raw.githubusercontent.com/databricks/setup-cli/main/install.sh | sh)"
+
+
+class CliError(FmapiError):
+    """The Databricks CLI ran and failed; ``stderr`` is its text, ``returncode`` its status."""
+
+    def __init__(self, message, fix=None, stderr="", returncode=1):
+        super().__init__(message, fix)
+        self.stderr = stderr
+        self.returncode = returncode
 
 
 def databricks_cli(cli=None):
@@ -455,6 +625,93 @@ def databricks_cli(cli=None):
     return found
 
 
+def cli_env(config_file=None):
+    """The environment every `databricks` call runs in: ours minus CLI_AMBIENT, with
+    DATABRICKS_CONFIG_FILE set to ``config_file`` (or removed when there is none)."""
+    env = {key: value for key, value in os.environ.items() if key not in CLI_AMBIENT}
+    env.pop("DATABRICKS_CONFIG_FILE", None)
+    if config_file:
+        env["DATABRICKS_CONFIG_FILE"] = config_file
+    return env
+
+
+def is_lock_race(stderr):
+    """True when the CLI failed on its token-cache lock (transient: retry)."""
+    text = (stderr or "").lower()
+    return any(marker in text for marker in CLI_RACE_MARKERS)
+
+
+def run_cli(args, profile=None, cli=None, config_file=None, timeout=CLI_TIMEOUT, deadline=None, interactive=False):
+    """Run `databricks ARGS [--profile PROFILE]` and return the finished process.
+
+    ``args``: the words after `databricks`; ``profile`` is appended as ``--profile`` (pass
+    it for everything that signs in or uses a credential). ``timeout``: seconds for one
+    attempt; ``deadline``: a ``time.monotonic()`` instant no attempt may pass. Not
+    ``interactive``: stdin is /dev/null and the result has text ``stdout``/``stderr``;
+    a failure on the CLI's token-cache lock race is retried up to CLI_RACE_TRIES times
+    with 0.1-0.5 s jittered waits. ``interactive`` (a browser sign-in): the terminal is
+    the CLI's, nothing is captured or retried. Raises FmapiError when the CLI is missing,
+    cannot start or does not finish in time; a non-zero exit is the caller's to read.
+    """
+    import random
+    import subprocess
+
+    argv = [databricks_cli(cli)] + list(args) + (["--profile", profile] if profile is not None else [])
+    env = cli_env(config_file)
+    shown = "databricks " + " ".join(list(args)[:2])
+    for attempt in range(1 if interactive else CLI_RACE_TRIES):
+        budget = timeout
+        if deadline is not None:
+            budget = min(budget, deadline - time.monotonic()) if budget else deadline - time.monotonic()
+            if budget <= 0:
+                raise FmapiError("`%s` could not run in the time left." % shown,
+                                 fix="Check your network and retry.")
+        try:
+            if interactive:
+                proc = subprocess.run(argv, env=env, timeout=budget)
+            else:
+                proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      timeout=budget)
+        except subprocess.TimeoutExpired:
+            raise FmapiError("`%s` did not answer within %d seconds." % (shown, budget),
+                             fix="Check your network, then retry.") from None
+        except OSError as exc:
+            raise FmapiError("could not start %s: %s." % (argv[0], exc.strerror or exc),
+                             fix="Reinstall the Databricks CLI, then re-run fmapi setup.") from None
+        if interactive or proc.returncode == 0 or not is_lock_race(proc.stderr) or attempt == CLI_RACE_TRIES - 1:
+            return proc
+        pause = random.uniform(0.1, 0.5)
+        if deadline is not None and time.monotonic() + pause >= deadline:
+            return proc
+        time.sleep(pause)
+    return proc
+
+
+def cli_version(cli=None):
+    """The CLI's version as a tuple, e.g. (0, 296, 0), or None when it cannot tell."""
+    import re
+
+    try:
+        proc = run_cli(["--version"], cli=cli, timeout=60)
+    except FmapiError:
+        return None
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", proc.stdout or "")
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+def require_force_refresh(cli=None):
+    """Stop with an upgrade line when the CLI cannot `auth token --force-refresh` (< 0.296.0).
+
+    OAuth mode needs it: without it the CLI hands back its cached token until only five
+    minutes are left, shorter than an agent keeps a key.
+    """
+    found = cli_version(cli)
+    if found is not None and found < CLI_FORCE_REFRESH:
+        raise FmapiError("OAuth mode needs Databricks CLI %s or newer (for `auth token --force-refresh`); this is %s."
+                         % (".".join(map(str, CLI_FORCE_REFRESH)), ".".join(map(str, found))),
+                         fix="Upgrade it: %s, then re-run fmapi setup." % CLI_UPGRADE)
+
+
 def needs_sign_in(stderr):
     """True when the CLI's error means the user has to run `databricks auth login`."""
     text = stderr.lower()
@@ -469,54 +726,107 @@ def needs_sign_in(stderr):
     )
 
 
-def oauth_token(host, profile, cli=None):
-    """A current OAuth access token for ``profile`` from `databricks auth token`."""
-    import subprocess
+def _jwt_expiry(token):
+    """The ``exp`` claim (epoch seconds) of a JWT access token, or None."""
+    import base64
 
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
     try:
-        proc = subprocess.run(
-            [databricks_cli(cli), "auth", "token", "--profile", profile, "-o", "json"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
-        )
-    except subprocess.TimeoutExpired:
-        raise FmapiError("`databricks auth token` did not answer within 2 minutes.",
-                         fix="Check your network, then run: databricks auth login --host %s --profile %s" % (host, profile)) from None
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        exp = claims.get("exp")
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+def cli_auth_token(host, profile, cli=None, config_file=None, force_refresh=False, deadline=None):
+    """``(access_token, expiry)`` of ``profile`` from `databricks auth token --profile P -o json`.
+
+    ``expiry`` is epoch seconds: the JWT's ``exp`` when the token carries one (the truth),
+    else the printed ``expiry`` (RFC 3339), else ``expires_in``. ``force_refresh`` adds
+    ``--force-refresh`` (CLI >= 0.296.0): a fresh token rather than the CLI's cached one.
+    Raises SessionExpired (sign in again), CliError (an M2M profile, a CLI too old for
+    --force-refresh, a busy token cache after retries, anything else), FmapiError.
+    """
+    args = ["auth", "token", "-o", "json"] + (["--force-refresh"] if force_refresh else [])
+    proc = run_cli(args, profile, cli, config_file, deadline=deadline)
+    stderr = proc.stderr or ""
+    shown = "databricks auth token --profile %s" % profile
     if proc.returncode != 0:
-        if needs_sign_in(proc.stderr):
-            raise SessionExpired(host, profile)
-        first = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[0]
-        raise FmapiError("`databricks auth token --profile %s` failed: %s" % (profile, first),
-                         fix="Run: databricks auth login --host %s --profile %s" % (host, profile))
+        first = (stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[0]
+        if "uses m2m authentication" in stderr.lower():
+            raise CliError("CLI profile '%s' is a service-principal (M2M) profile; `databricks auth token` cannot "
+                           "serve it." % profile,
+                           fix="Set up with a browser-login profile: fmapi setup --profile NEW-NAME", stderr=stderr)
+        if force_refresh and "unknown flag" in stderr.lower() and "force-refresh" in stderr:
+            raise CliError("the Databricks CLI is too old for OAuth mode (no `auth token --force-refresh`).",
+                           fix="Upgrade it to %s or newer: %s" % (".".join(map(str, CLI_FORCE_REFRESH)), CLI_UPGRADE),
+                           stderr=stderr)
+        if is_lock_race(stderr):
+            raise CliError("`%s` kept failing on the CLI's busy token cache: %s" % (shown, first),
+                           fix="Another program was renewing the same sign-in; retry in a moment.", stderr=stderr)
+        if needs_sign_in(stderr):
+            raise SessionExpired(host, profile, config_file)
+        raise CliError("`%s` failed: %s" % (shown, first),
+                       fix="Run: databricks auth login --host %s --profile %s" % (host, profile), stderr=stderr)
     try:
         answer = json.loads(proc.stdout)
         token = answer["access_token"]
-        expiry = parse_rfc3339(answer["expiry"]) if answer.get("expiry") else None
+        expiry = _jwt_expiry(token)
+        if expiry is None and answer.get("expiry"):
+            expiry = parse_rfc3339(answer["expiry"])
+        if expiry is None and answer.get("expires_in") is not None:
+            expiry = time.time() + float(answer["expires_in"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise FmapiError("`databricks auth token` printed something fmapi does not understand.",
-                         fix="Update the Databricks CLI (brew upgrade databricks), then retry.") from None
-    if not token or (expiry is not None and expiry <= time.time()):
-        raise SessionExpired(host, profile)
-    return token
+                         fix="Update the Databricks CLI (%s), then retry." % CLI_UPGRADE) from None
+    if not isinstance(token, str) or not token or (expiry is not None and expiry <= time.time()):
+        raise SessionExpired(host, profile, config_file)
+    return token, expiry if expiry is not None else time.time() + OAUTH_LIFETIME
 
 
-def sign_in(host, profile, cli=None):
+def oauth_token(host, profile, cli=None, config_file=None, deadline=None):
+    """A current OAuth access token for ``profile`` (the CLI's cached one when it still has
+    five minutes): the bearer for fmapi's own REST calls. Errors as ``cli_auth_token``."""
+    return cli_auth_token(host, profile, cli, config_file, deadline=deadline)[0]
+
+
+def sign_in(host, profile, cli=None, config_file=None):
     """Run the browser sign-in, `databricks auth login --host H --profile P`, in the terminal."""
-    import subprocess
-
     say("Signing in to %s as profile '%s' (a browser window opens)..." % (host, profile))
-    proc = subprocess.run([databricks_cli(cli), "auth", "login", "--host", host, "--profile", profile])
+    proc = run_cli(["auth", "login", "--host", host], profile, cli, config_file, timeout=None, interactive=True)
     if proc.returncode != 0:
         raise FmapiError("Databricks sign-in did not complete.",
-                         fix="Run it yourself and retry: databricks auth login --host %s --profile %s" % (host, profile))
+                         fix="Run it yourself and retry: %s" % login_command(host, profile, config_file))
 
 
-def ensure_session(host, profile, cli=None):
+def login_command(host, profile, config_file=None):
+    """The `databricks auth login` line a person can paste to sign ``profile`` in again."""
+    import shlex
+
+    prefix = ""
+    if config_file and os.path.abspath(os.path.expanduser(os.environ.get("DATABRICKS_CONFIG_FILE") or "~/.databrickscfg")) != config_file:
+        prefix = "DATABRICKS_CONFIG_FILE=%s " % shlex.quote(tilde(config_file))
+    return "%sdatabricks auth login --host %s --profile %s" % (prefix, host, shlex.quote(profile))
+
+
+def ensure_session(host, profile, cli=None, config_file=None):
     """An OAuth access token for ``profile``, signing in first when there is no valid session."""
     try:
-        return oauth_token(host, profile, cli)
+        return oauth_token(host, profile, cli, config_file)
     except SessionExpired:
-        sign_in(host, profile, cli)
-        return oauth_token(host, profile, cli)
+        sign_in(host, profile, cli, config_file)
+        return oauth_token(host, profile, cli, config_file)
+
+
+# --------------------------------------------------------------------------------------
+# 6c. REST
+#
+# One function, `api()`, calls the workspace (urllib, no process start); the PAT calls
+# below use it. Token-API refusals are turned into what the user can do about them.
+# --------------------------------------------------------------------------------------
 
 
 class ApiError(FmapiError):
@@ -580,30 +890,49 @@ def api(host, bearer, method, path, body=None, timeout=30):
                          fix="Check that %s is a Databricks workspace URL." % host) from None
 
 
-def _explain_token_api_error(exc, host, profile):
+class PatRefused(FmapiError):
+    """The workspace will not create PATs for this user: tokens are disabled for the workspace,
+    or the user may not use them (403 PERMISSION_DENIED from the token API; the exact text is
+    not documented, so the code and the call decide, not the words)."""
+
+    def __init__(self, host, api_message, agent=None):
+        flag = "" if agent in (None, "claude") else " --agent " + agent
+        super().__init__("%s does not let you create personal access tokens (%s)." % (host, api_message),
+                         fix="Use OAuth tokens instead, which need no PAT: fmapi setup%s --auth oauth" % flag)
+        self.api_message = api_message
+
+
+class LifetimeRefused(FmapiError):
+    """The workspace refused the PAT's lifetime (400 INVALID_PARAMETER_VALUE on token/create:
+    above the admin's maxTokenLifetimeDays)."""
+
+
+def _explain_token_api_error(exc, host, profile, agent=None, creating=False):
     """Turn a token-API failure into what the user should do about it."""
     text = (exc.api_message or "").lower()
     if exc.status in (401, 403) and ("invalid access token" in text or exc.status == 401):
         return SessionExpired(host, profile)
-    if "permission" in text and "token" in text:
-        return FmapiError("this workspace does not let you create personal access tokens (%s)." % exc.api_message,
-                          fix="Ask a workspace admin to grant you token permissions, then re-run fmapi.")
+    if exc.error_code == "PERMISSION_DENIED" or (exc.status == 403 and "permission" in text and "token" in text):
+        return PatRefused(host, exc.api_message, agent)
     if exc.error_code == "QUOTA_EXCEEDED" or "quota" in text:
         return FmapiError("you have too many personal access tokens on this workspace.",
                           fix="Revoke unused ones in User Settings > Developer > Access tokens, then retry.")
-    if "lifetime" in text:
-        return FmapiError("the workspace refused the PAT lifetime (%s)." % exc.api_message,
-                          fix="Choose a shorter lifetime: fmapi setup --pat-lifetime 1")
+    if creating and (exc.error_code == "INVALID_PARAMETER_VALUE" or "lifetime" in text):
+        return LifetimeRefused("the workspace refused the PAT lifetime (%s)." % exc.api_message,
+                               fix="Choose a shorter lifetime (fmapi setup --pat-lifetime 1) or use OAuth tokens (--auth oauth).")
     return exc
 
 
-def create_pat(host, profile, bearer, comment, lifetime_days):
-    """Mint a PAT; returns (token_value, token_id, expiry_seconds)."""
+def create_pat(host, profile, bearer, comment, lifetime_days, agent=None):
+    """Mint a PAT; returns (token_value, token_id, expiry_seconds).
+
+    Raises SessionExpired, PatRefused, LifetimeRefused, ApiError or FmapiError.
+    """
     try:
         answer = api(host, bearer, "POST", "/api/2.0/token/create",
                      {"comment": comment, "lifetime_seconds": int(lifetime_days) * 86400})
     except ApiError as exc:
-        raise _explain_token_api_error(exc, host, profile) from None
+        raise _explain_token_api_error(exc, host, profile, agent, creating=True) from None
     info = answer.get("token_info") or {}
     value = answer.get("token_value")
     if not value:
@@ -614,6 +943,17 @@ def create_pat(host, profile, bearer, comment, lifetime_days):
     else:
         expiry = expiry_ms / 1000.0
     return value, str(info.get("token_id", "")), expiry
+
+
+def max_pat_days(host, bearer):
+    """The workspace's maxTokenLifetimeDays (an int > 0), or None when there is none or it
+    cannot be read (non-admins may not read workspace-conf)."""
+    try:
+        answer = api(host, bearer, "GET", "/api/2.0/workspace-conf?keys=maxTokenLifetimeDays", timeout=15)
+        days = int(str(answer.get("maxTokenLifetimeDays") or "0").strip() or 0)
+    except (FmapiError, ValueError, AttributeError):
+        return None
+    return days if days > 0 else None
 
 
 def list_pats(host, profile, bearer):
@@ -691,6 +1031,63 @@ def chat_endpoints(host, bearer, family):
     return sorted(names)
 
 
+# --------------------------------------------------------------------------------------
+# 6d. Credentials
+#
+# What an agent gets as its key, behind one small interface with two strategies: a PAT
+# minted with the OAuth session (PatCredential) or the OAuth access token itself
+# (OAuthCredential). The install record's "auth" chooses; agents know only the lifetime
+# (and so their TTL). Both keep the install's current token in the same 0600 cache file,
+# renewed under the same lock: one renewal for many concurrent callers.
+# --------------------------------------------------------------------------------------
+
+AUTH_MODES = ("pat", "oauth")
+AUTH_LABELS = ("Personal access token (PAT)",
+               "OAuth token (no PAT; 1-hour tokens renewed through the Databricks CLI)")
+OAUTH_LIFETIME = 3600  # seconds: a U2M OAuth access token's life, unless setup saw another
+
+
+class TokenSpec:
+    """What it takes to serve a token for one install: where its cache is, whom to ask, how.
+
+    ``auth`` is "pat" or "oauth"; ``min_left`` seconds a handed-out token must still have;
+    ``config_file`` the DATABRICKS_CONFIG_FILE recorded at setup (or None).
+    """
+
+    FIELDS = ("agent", "dir", "host", "profile", "lifetime_days", "min_left", "comment", "revoke_replaced", "cli",
+              "auth", "config_file")
+
+    def __init__(self, agent, dir, host, profile, lifetime_days, min_left, comment, revoke_replaced=True, cli=None,
+                 auth="pat", config_file=None, v=HELPER_PROTOCOL):
+        self.agent = agent
+        self.dir = dir
+        self.host = host
+        self.profile = profile
+        self.lifetime_days = int(lifetime_days)
+        self.min_left = int(min_left)
+        self.comment = comment
+        self.revoke_replaced = bool(revoke_replaced)
+        self.cli = cli
+        self.auth = auth if auth in AUTH_MODES else "pat"
+        self.config_file = config_file
+
+    def to_json(self):
+        data = {name: getattr(self, name) for name in self.FIELDS}
+        data["v"] = HELPER_PROTOCOL
+        return json.dumps(data, sort_keys=True)
+
+    @property
+    def cache_path(self):
+        return os.path.join(self.dir, CACHE_NAME)
+
+
+def credential_lifetime(record):
+    """Seconds one token of this install lives: the PAT lifetime, or the OAuth token's."""
+    if record.get("auth") == "oauth":
+        return int(record.get("token_lifetime") or OAUTH_LIFETIME)
+    return int(record.get("lifetime_days") or DEFAULT_PAT_DAYS) * 86400
+
+
 def _lock(path, wait=RENEW_LOCK_WAIT):
     """An exclusive lock on ``path`` (a file descriptor to close), waiting up to ``wait`` s."""
     import fcntl
@@ -709,49 +1106,130 @@ def _lock(path, wait=RENEW_LOCK_WAIT):
             time.sleep(0.05)
 
 
-def obtain_token(spec, force=False, bearer=None):
-    """A PAT for ``spec`` with at least ``spec.min_left`` seconds of life, minting one if needed.
-
-    Returns ``(token, replaced)``; ``replaced`` is ``(host, bearer, token_id)`` of this
-    install's previous PAT when one was minted to replace it (to be revoked by the
-    caller), else None. Concurrent callers serialise on the lock file: one mints, the
-    others find its PAT in the cache.
-    """
-    os.makedirs(spec.dir, mode=0o700, exist_ok=True)
-    lock = _lock(os.path.join(spec.dir, LOCK_NAME))
+def _save_cache(spec, entry, on_failure=None):
+    """Write the install's cache (0600, atomically); ``on_failure`` runs before the error."""
     try:
-        cache = read_cache(spec.cache_path)
-        token = None if force else usable_token(cache, spec.host, spec.min_left)
-        if token:
-            return token, None
-        if bearer is None:
-            bearer = oauth_token(spec.host, spec.profile, spec.cli)
-        comment = "%s (created %s)" % (spec.comment, time.strftime("%Y-%m-%d"))
-        value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, spec.lifetime_days)
+        write_atomic(spec.cache_path, dump_json(entry))
+    except OSError as exc:
+        if on_failure:
+            on_failure()
+        raise FmapiError("could not save the token cache %s: %s." % (spec.cache_path, exc.strerror or exc),
+                         fix="Free some disk space or fix the permissions of %s, then retry." % spec.dir) from None
+
+
+class PatCredential:
+    """A PAT minted with the profile's OAuth session, rotated before it runs out."""
+
+    kind = "pat"
+    title = "personal access token (PAT)"
+
+    def obtain(self, spec, force=False, bearer=None):
+        """See ``obtain_token``; a lifetime the workspace refuses is lowered a day at a time."""
+        os.makedirs(spec.dir, mode=0o700, exist_ok=True)
+        lock = _lock(os.path.join(spec.dir, LOCK_NAME))
         try:
-            write_atomic(spec.cache_path, dump_json({
+            cache = read_cache(spec.cache_path)
+            mine = cache if cache and cache.get("auth", "pat") == "pat" else None
+            token = None if force else usable_token(mine, spec.host, spec.min_left)
+            if token:
+                return token, None
+            if bearer is None:
+                bearer = oauth_token(spec.host, spec.profile, spec.cli, spec.config_file)
+            comment = "%s (created %s)" % (spec.comment, time.strftime("%Y-%m-%d"))
+            days = spec.lifetime_days
+            while True:
+                try:
+                    value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, days, spec.agent)
+                    break
+                except LifetimeRefused:
+                    if days <= 1:
+                        raise
+                    days -= 1
+
+            def take_back():  # an uncached PAT would be minted again on every call
+                try:
+                    delete_pat(spec.host, bearer, token_id)
+                except FmapiError:
+                    pass
+
+            _save_cache(spec, {
                 "token": value,
                 "token_id": token_id,
                 "expiry": int(expiry),
                 "host": spec.host,
                 "profile": spec.profile,
+                "auth": "pat",
+                "lifetime_days": days,
                 "comment": comment,
                 "created": int(time.time()),
-            }))
-        except OSError as exc:
-            # An uncached PAT would be minted again on every call: take this one back now.
-            try:
-                delete_pat(spec.host, bearer, token_id)
-            except FmapiError:
-                pass
-            raise FmapiError("could not save the token cache %s: %s." % (spec.cache_path, exc.strerror or exc),
-                             fix="Free some disk space or fix the permissions of %s, then retry." % spec.dir) from None
-    finally:
-        os.close(lock)
-    replaced = None
-    if spec.revoke_replaced and cache and cache.get("host") == spec.host and cache.get("token_id") not in (None, "", token_id):
-        replaced = (spec.host, bearer, cache["token_id"])
-    return value, replaced
+            }, take_back)
+        finally:
+            os.close(lock)
+        replaced = None
+        if spec.revoke_replaced and mine and mine.get("host") == spec.host and mine.get("token_id") not in (None, "", token_id):
+            replaced = (spec.host, bearer, mine["token_id"])
+        return value, replaced
+
+
+class OAuthCredential:
+    """The profile's OAuth access token itself (no PAT): 1 hour, renewed by the CLI."""
+
+    kind = "oauth"
+    title = "OAuth access token"
+
+    def obtain(self, spec, force=False, bearer=None):
+        """See ``obtain_token``: the cached token when it has ``spec.min_left`` seconds, else
+        one `databricks auth token --force-refresh` (the CLI alone would return its cached
+        token until five minutes are left). ``bearer`` is not used. Never replaces anything."""
+        os.makedirs(spec.dir, mode=0o700, exist_ok=True)
+        lock = _lock(os.path.join(spec.dir, LOCK_NAME))
+        try:
+            cache = read_cache(spec.cache_path)
+            mine = cache if cache and cache.get("auth") == "oauth" and cache.get("profile") == spec.profile else None
+            token = None if force else usable_token(mine, spec.host, spec.min_left)
+            if token:
+                return token, None
+            token, expiry = cli_auth_token(spec.host, spec.profile, spec.cli, spec.config_file, force_refresh=True)
+            _save_cache(spec, {
+                "token": token,
+                "expiry": int(expiry),
+                "host": spec.host,
+                "profile": spec.profile,
+                "auth": "oauth",
+                "created": int(time.time()),
+            })
+        finally:
+            os.close(lock)
+        return token, None
+
+
+CREDENTIALS = {"pat": PatCredential(), "oauth": OAuthCredential()}
+
+
+def obtain_token(spec, force=False, bearer=None):
+    """A token for ``spec`` with at least ``spec.min_left`` seconds of life, renewing if needed.
+
+    PAT mode mints a PAT with the OAuth ``bearer`` (asked from the CLI when None); OAuth
+    mode serves the profile's OAuth access token. Returns ``(token, replaced)``:
+    ``replaced`` is ``(host, bearer, token_id)`` of this install's previous PAT when a new
+    one replaced it (the caller revokes it), else None. Concurrent callers serialise on
+    the install's lock file: one renews, the others find its token in the cache. ``force``
+    renews even when the cached token is still good. Raises FmapiError (SessionExpired,
+    PatRefused, CliError, ...).
+    """
+    return CREDENTIALS[spec.auth].obtain(spec, force, bearer)
+
+
+def fresh_token(spec, min_left=None):
+    """The install's current token (in OAuth mode an OAuth access token) with at least
+    ``min_left`` seconds left (default ``spec.min_left``), renewed when needed. For
+    launchers and relays that hand a token on by themselves. Raises FmapiError."""
+    if min_left is not None and int(min_left) != spec.min_left:
+        spec = TokenSpec(**dict(json.loads(spec.to_json()), min_left=int(min_left)))
+    token, replaced = obtain_token(spec)
+    if replaced:
+        revoke_quietly(*replaced)
+    return token
 
 
 # --------------------------------------------------------------------------------------
@@ -916,20 +1394,24 @@ class Agent:
     min_version = None  # oldest agent version fmapi can configure
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
 
-    def ttl(self, lifetime_days):
-        """How long the agent keeps a token before asking the helper again (seconds)."""
-        return min(int(lifetime_days) * 86400 // 2, AGENT_TTL_MAX)
+    def ttl(self, lifetime):
+        """How long the agent keeps a token before asking the helper again (seconds), for
+        tokens that live ``lifetime`` seconds: a quarter of it, at most AGENT_TTL_MAX (PATs:
+        1 hour; 1-hour OAuth tokens: 15 minutes)."""
+        return max(1, min(int(lifetime) // 4, AGENT_TTL_MAX))
 
-    def min_left(self, lifetime_days, margin=MIN_REMAINING):
-        """A token handed out must outlive the agent's TTL by the safety margin (seconds)."""
-        return self.ttl(lifetime_days) + margin
+    def min_left(self, lifetime, margin=MIN_REMAINING):
+        """A token handed out must outlive the agent's TTL by the safety margin (seconds);
+        the margin is capped at half the lifetime, so a fresh token always qualifies."""
+        return self.ttl(lifetime) + min(int(margin), int(lifetime) // 2)
 
     def token_spec(self, record):
         return TokenSpec(
             agent=self.name, dir=record["dir"], host=record["host"], profile=record["profile"],
-            lifetime_days=record["lifetime_days"],
-            min_left=self.min_left(record["lifetime_days"], int(record.get("min_remaining") or MIN_REMAINING)),
+            lifetime_days=record.get("lifetime_days") or DEFAULT_PAT_DAYS,
+            min_left=self.min_left(credential_lifetime(record), int(record.get("min_remaining") or MIN_REMAINING)),
             comment=self.pat_comment, revoke_replaced=self.revoke_replaced, cli=record.get("cli"),
+            auth=record.get("auth") or "pat", config_file=record.get("config_file"),
         )
 
     def helper_path(self, record):
@@ -1067,7 +1549,7 @@ class Claude(Agent):
             "ANTHROPIC_DEFAULT_HAIKU_MODEL": record["haiku"],
             "ANTHROPIC_CUSTOM_HEADERS": "%s: %s" % CODING_AGENT_HEADER,
             "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1",
-            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": str(self.ttl(record["lifetime_days"]) * 1000),
+            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": str(self.ttl(credential_lifetime(record)) * 1000),
         }
 
     def helper_command(self, record):
@@ -1156,7 +1638,8 @@ class Claude(Agent):
         spec = spec_from_helper(helper)
         record = {"agent": self.name, "dir": directory, "settings": settings_file}
         if spec:
-            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli)
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli,
+                          auth=spec.auth, config_file=spec.config_file)
         return record
 
     def _is_ours(self, key, value, record):
@@ -1781,7 +2264,7 @@ class Codex(Agent):
             "[model_providers.%s.auth]" % CODEX_PROVIDER_ID,
             "command = %s" % toml_quote(self.helper_path(record)),
             "timeout_ms = %d" % CODEX_AUTH_TIMEOUT_MS,
-            "refresh_interval_ms = %d" % (self.ttl(record["lifetime_days"]) * 1000),
+            "refresh_interval_ms = %d" % (self.ttl(credential_lifetime(record)) * 1000),
         ]
         return newline.join(lines) + newline
 
@@ -1881,7 +2364,8 @@ class Codex(Agent):
         record = {"agent": self.name, "dir": directory, "settings": path, "config": path}
         spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
         if spec and spec.agent == self.name:
-            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli)
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli,
+                          auth=spec.auth, config_file=spec.config_file)
         return [record]
 
     def unmerge(self, text, record, report=None, shown_path="config.toml"):
@@ -2059,9 +2543,9 @@ class Gemini(Agent):
         """<GEMINI_CLI_HOME or ~>/.gemini: Gemini CLI's own user directory."""
         return os.path.join(os.path.abspath(os.environ.get("GEMINI_CLI_HOME") or os.path.expanduser("~")), ".gemini")
 
-    def min_left(self, lifetime_days, margin=MIN_REMAINING):
+    def min_left(self, lifetime, margin=MIN_REMAINING):
         """A launch gets a token with a working session's worth of life (12 h, at most half the lifetime)."""
-        return max(min(GEMINI_SESSION, int(lifetime_days) * 86400 // 2), margin)
+        return max(min(GEMINI_SESSION, int(lifetime) // 2), min(int(margin), int(lifetime) // 2))
 
     def settings_path(self, record):
         return os.path.join(record["dir"], "settings.json")
@@ -2179,7 +2663,8 @@ class Gemini(Agent):
             days = DEFAULT_PAT_DAYS
             if isinstance(cache.get("expiry"), (int, float)) and isinstance(cache.get("created"), (int, float)):
                 days = max(1, int(round((cache["expiry"] - cache["created"]) / 86400.0)))
-            record.update(host=cache["host"], profile=cache["profile"], lifetime_days=days)
+            record.update(host=cache["host"], profile=cache["profile"], lifetime_days=days,
+                          auth="oauth" if cache.get("auth") == "oauth" else "pat")
         return record
 
     def unconfigure(self, record, report):
@@ -2301,7 +2786,7 @@ def run_gemini(argv):
         except SessionExpired:
             if not (sys.stdin.isatty() and sys.stdout.isatty()):
                 raise
-            sign_in(spec.host, spec.profile, spec.cli)
+            sign_in(spec.host, spec.profile, spec.cli, spec.config_file)
             token, _ = obtain_token(spec)
     except FmapiError as exc:
         token = usable_token(cache, spec.host, MIN_REMAINING)
@@ -2519,7 +3004,6 @@ def select(label, options, default=0):
 # --------------------------------------------------------------------------------------
 
 HTTPS_MESSAGE = "Workspace URL must start with https://"
-PROFILE_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
 def normalize_host(url):
@@ -2544,65 +3028,6 @@ def normalize_host(url):
     if port is not None:
         netloc += ":%d" % port
     return "%s://%s" % (scheme, netloc)
-
-
-def validate_profile(name):
-    import re
-
-    name = name.strip()
-    if not re.match(PROFILE_PATTERN, name):
-        raise UsageError("profile name '%s' may contain only letters, digits, '-' and '_'." % name,
-                         fix="Choose another name, e.g. my-workspace")
-    return name
-
-
-def profile_for_host(name, host):
-    """``name`` when it is free or already points at ``host``; signing in would repoint it otherwise."""
-    name = validate_profile(name)
-    existing = databricks_profiles().get(name)
-    if existing:
-        try:
-            same = normalize_host(existing) == host
-        except UsageError:
-            same = False
-        if not same:
-            raise UsageError("CLI profile '%s' belongs to %s, not %s; fmapi will not repoint it." % (name, existing, host),
-                             fix="Choose another profile name, e.g. --profile %s" % default_profile(host))
-    return name
-
-
-def databricks_profiles():
-    """{profile name: host} from ~/.databrickscfg (or DATABRICKS_CONFIG_FILE)."""
-    import configparser
-
-    path = os.environ.get("DATABRICKS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".databrickscfg")
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
-        return {}
-    return {
-        section: parser.get(section, "host", fallback="").rstrip("/")
-        for section in parser.sections()
-        if section != "__settings__"
-    }
-
-
-def default_profile(host):
-    """An existing CLI profile for ``host``, else a name derived from the host."""
-    import re
-    import urllib.parse
-
-    for name, profile_host in sorted(databricks_profiles().items()):
-        if profile_host == host:
-            return name
-    parts = urllib.parse.urlsplit(host)
-    hostname = parts.hostname or "workspace"
-    label = hostname if _is_loopback(hostname) else hostname.split(".")[0]
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "workspace"
-    if parts.port:
-        name += "-%d" % parts.port
-    return name
 
 
 def previous_install(agent, registry, install_dir=None):
@@ -2633,17 +3058,25 @@ def collect_answers(agent, args, registry, interactive):
         raise UsageError("--host is required when fmapi runs without a terminal or with --yes.",
                          fix="Pass it, e.g. fmapi setup --yes --host https://my-workspace.cloud.databricks.com")
 
-    profile_default = prev.get("profile") if prev.get("host") == host else default_profile(host)
-    if args.profile:
-        profile = profile_for_host(args.profile, host)
-    elif interactive:
-        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host))
+    # The CLI's config file in effect now is the install's: helpers pass it to the CLI, so an
+    # agent started without DATABRICKS_CONFIG_FILE (an IDE, a GUI) still renews. A re-run from
+    # a shell without the variable keeps the one recorded.
+    if os.environ.get("DATABRICKS_CONFIG_FILE"):
+        config_file = databricks_config_file()
     else:
-        profile = profile_for_host(profile_default, host)
+        config_file = prev.get("config_file") if prev.get("host") == host else None
 
-    answers = {"host": host, "profile": profile}
+    profile_default = prev.get("profile") if prev.get("host") == host else default_profile(host, config_file)
+    if args.profile:
+        profile = profile_for_host(args.profile, host, config_file)
+    elif interactive:
+        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host, config_file))
+    else:
+        profile = profile_for_host(profile_default, host, config_file)
+
+    answers = {"host": host, "profile": profile, "config_file": config_file}
     if interactive:
-        offer_models(agent, host, profile)
+        offer_models(agent, host, profile, config_file)
     for key, label, default in agent.prompts(prev):
         given = getattr(args, key, None)
         if given:
@@ -2687,15 +3120,15 @@ def collect_answers(agent, args, registry, interactive):
     return answers, previous
 
 
-def offer_models(agent, host, profile):
+def offer_models(agent, host, profile, config_file=None):
     """On a terminal, list the workspace's chat endpoints for this agent before asking for models.
 
     Only when the profile is already signed in to this host: the sign-in itself is a later step.
     """
-    if databricks_profiles().get(profile) != host:
+    if not same_workspace(profile_host(profile, config_file), host):
         return []
     try:
-        names = chat_endpoints(host, oauth_token(host, profile), agent.family)
+        names = chat_endpoints(host, oauth_token(host, profile, config_file=config_file), agent.family)
     except FmapiError:
         return []
     if names:
@@ -2733,7 +3166,7 @@ def cmd_setup(args):
     record["cli"] = ensure_command("databricks")
 
     step(2, total, "Databricks sign-in (profile %s on %s)" % (record["profile"], record["host"]))
-    bearer = ensure_session(record["host"], record["profile"], record["cli"])
+    bearer = ensure_session(record["host"], record["profile"], record["cli"], record.get("config_file"))
     say("  signed in.")
 
     step(3, total, "Personal access token")
@@ -2782,7 +3215,7 @@ def find_install(agent, location=None):
     spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
     if spec and spec.agent == agent.name:
         return {"agent": agent.name, "dir": directory, "host": spec.host, "profile": spec.profile,
-                "lifetime_days": spec.lifetime_days, "cli": spec.cli}
+                "lifetime_days": spec.lifetime_days, "cli": spec.cli, "auth": spec.auth, "config_file": spec.config_file}
     flags = "" if agent.name == "claude" else " --agent " + agent.name
     raise FmapiError("no fmapi install for %s at %s." % (agent.title, tilde(directory)),
                      fix="Set one up first: fmapi setup%s" % flags)
@@ -2903,7 +3336,8 @@ def cmd_uninstall(args):
             revoke = select(question, ["No, let them expire on their own", "Yes, revoke them now"], 0) == 1
 
     report = Report()
-    sessions = {(r["host"], r["profile"], r.get("cli")) for r in installs.values() if r.get("host") and r.get("profile")}
+    sessions = {(r["host"], r["profile"], r.get("cli"), r.get("config_file"))
+                for r in installs.values() if r.get("host") and r.get("profile")}
     for directory, record in installs.items():
         AGENTS[record["agent"]].unconfigure(record, report)
         registry.pop(directory, None)
@@ -2911,9 +3345,9 @@ def cmd_uninstall(args):
     save_registry(registry)
 
     if revoke:
-        for host, profile, cli in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "")):
+        for host, profile, cli, config_file in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "", s[3] or "")):
             try:
-                bearer = oauth_token(host, profile, cli)
+                bearer = oauth_token(host, profile, cli, config_file)
                 for info in list_pats(host, profile, bearer):
                     if any(str(info.get("comment", "")).startswith(p) for p in prefixes):
                         delete_pat(host, bearer, info["token_id"])
@@ -3009,7 +3443,9 @@ def build_parser():
                     "are the existing install's values).")
     agent_option(setup, "set up")
     setup.add_argument("--host", metavar="URL", help="workspace URL, https://... (http only for 127.0.0.1/localhost/[::1])")
-    setup.add_argument("--profile", metavar="NAME", help="Databricks CLI profile name (letters, digits, - and _)")
+    setup.add_argument("--profile", metavar="NAME",
+                       help="Databricks CLI profile: a browser-login profile of this workspace or a new name "
+                            "(default: one you have for the workspace, else one named after it)")
     setup.add_argument("--model", metavar="M", help="primary model (serving endpoint name)")
     setup.add_argument("--opus", metavar="M", help="Claude Code: Opus model (default databricks-claude-opus-4-6)")
     setup.add_argument("--sonnet", metavar="M", help="Claude Code: Sonnet model (default databricks-claude-sonnet-4-6)")

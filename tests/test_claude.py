@@ -137,9 +137,9 @@ def test_non_https_url_is_refused_with_the_seed_text(home, claude_stub, url):
 
 
 def test_bad_profile_name_is_refused(home, workspace, claude_stub):
-    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", "bad name")
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", "[bad]")
     assert proc.returncode == 2
-    assert "may contain only letters, digits" in proc.stderr
+    assert "cannot be a Databricks CLI profile name" in proc.stderr
     assert not (home / ".claude").exists()
 
 

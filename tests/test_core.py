@@ -51,12 +51,13 @@ def test_malformed_urls_get_one_line(url):
     assert "\n" not in err.value.message
 
 
-@pytest.mark.parametrize("name", ["my-profile", "DEFAULT", "a_b-9"])
+@pytest.mark.parametrize("name", ["my-profile", "DEFAULT", "a_b-9", "acme.prod", "my profile", "équipe", "a/b"])
 def test_good_profile_names(name):
+    """Every name .databrickscfg can hold as a section (the CLI accepts them: databricks/databricks-vscode#447)."""
     assert fmapi.validate_profile(name) == name
 
 
-@pytest.mark.parametrize("name", ["my profile", "a/b", "x;rm -rf", "", "é"])
+@pytest.mark.parametrize("name", ["", "  ", "[x]", "a]b", "-p", "#x", ";x", "a\nb", "__settings__"])
 def test_bad_profile_names(name):
     with pytest.raises(fmapi.UsageError):
         fmapi.validate_profile(name)
@@ -96,12 +97,16 @@ def test_cache_freshness_rule():
     assert fmapi.usable_token(None, "https://h", 300) is None
 
 
-def test_agent_ttl_is_half_the_lifetime_capped_at_one_hour():
+def test_agent_ttl_is_a_quarter_of_the_lifetime_capped_at_one_hour():
     claude = fmapi.AGENTS["claude"]
-    assert claude.ttl(1) == 3600
-    assert claude.ttl(7) == 3600
+    assert claude.ttl(86400) == 3600  # a 1-day PAT
+    assert claude.ttl(7 * 86400) == 3600
+    assert claude.ttl(3600) == 900  # a 1-hour OAuth token: 15 minutes (anthropics/claude-code#43436)
     # a token handed out must outlive the agent's TTL by five minutes
-    assert claude.min_left(1) == 3600 + 300
+    assert claude.min_left(86400) == 3600 + 300
+    assert claude.min_left(3600) == 900 + 300
+    # a large margin is capped at half the lifetime: a fresh 1-hour token still qualifies
+    assert claude.min_left(3600, margin=12 * 3600) == 900 + 1800 < 3600
 
 
 def test_write_atomic_sets_mode_and_leaves_no_temp(tmp_path):

@@ -337,7 +337,7 @@ def test_cli_without_config(home):
     r = run_databricks("frobnicate")
     assert r.returncode == 1 and r.stderr.startswith('Error: unknown command "frobnicate"')
     r = run_databricks("--version")
-    assert r.stdout.strip() == "Databricks CLI v0.280.0"
+    assert r.stdout.strip() == "Databricks CLI v0.296.0"
 
 
 def test_cli_login_failures(workspace, home):
