@@ -73,6 +73,16 @@ MIN_REMAINING = 300  # seconds: a cached PAT with less life left is never handed
 MAX_MIN_REMAINING = 12 * 3600  # the most --min-remaining may ask for: even 1-day PATs then last a while
 AGENT_TTL_MAX = 3600  # seconds: how long an agent may keep a token before asking again
 RENEW_LOCK_WAIT = 120  # seconds to wait for another process that is renewing
+
+# Time budgets (seconds). The helper answers, with a token or a one-line cause, within
+# HELPER_DEADLINE however the workspace misbehaves: Claude Code warns when its helper takes
+# over 10 s, and Codex kills its auth command after timeout_ms. Setup may wait longer.
+HELPER_DEADLINE = 8.0
+SETUP_DEADLINE = 60.0
+CONNECT_TIMEOUT = 3.0  # one TCP connect + TLS handshake
+READ_TIMEOUT = 10.0  # silence while waiting for (part of) an answer
+RETRY_AFTER_MAX = 5.0  # never sleep longer than this on one Retry-After, whatever the server asks
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 2.0  # exponential back-off between tries, with jitter
 CODING_AGENT_HEADER = ("x-databricks-use-coding-agent-mode", "true")
 
 
@@ -379,7 +389,7 @@ def serve_token(spec, background_revoke=False):
     os.umask(0o077)
     signal.signal(signal.SIGTERM, _terminate)  # an agent that gives up on us: no temp file left
     try:
-        token, replaced = obtain_token(spec)
+        token, replaced = obtain_token(spec, deadline=Deadline(HELPER_DEADLINE))
     except (FmapiError, OSError) as exc:
         if not isinstance(exc, FmapiError):
             exc = FmapiError("%s: %s." % (getattr(exc, "filename", None) or "file error", exc.strerror or exc),
@@ -822,19 +832,137 @@ def ensure_session(host, profile, cli=None, config_file=None):
 
 
 # --------------------------------------------------------------------------------------
-# 6c. REST
+# 6c. REST: one caller, with a deadline, retries and short timeouts
 #
-# One function, `api()`, calls the workspace (urllib, no process start); the PAT calls
-# below use it. Token-API refusals are turned into what the user can do about them.
+# Every REST call goes through api() (urllib, no process start); the PAT calls below use
+# it, and token-API refusals are turned into what the user can do about them. Transient failures (429, 5xx, a reset, refused or
+# silent connection) are retried with exponential back-off and jitter, honouring
+# Retry-After up to RETRY_AFTER_MAX, but never past the caller's Deadline: the helper
+# must answer within HELPER_DEADLINE. Permanent answers (400, 401, 403, 404, ...) are
+# raised at once. Error bodies that are HTML or plain text become one line of text.
 # --------------------------------------------------------------------------------------
 
 
+class Deadline:
+    """A total time budget shared by every step of one operation (monotonic seconds).
+
+    ``notify``, when given, is called with a one-line progress message before each wait
+    (setup shows it; the helper, whose stdout is the token, passes nothing).
+    """
+
+    def __init__(self, seconds, notify=None):
+        self.seconds = float(seconds)
+        self.end = time.monotonic() + self.seconds
+        self.notify = notify
+
+    def left(self):
+        """Seconds left (0 when spent)."""
+        return max(0.0, self.end - time.monotonic())
+
+    def __repr__(self):
+        return "Deadline(%.1f s left)" % self.left()
+
+
 class ApiError(FmapiError):
-    def __init__(self, status, error_code, message, path):
-        super().__init__("the workspace answered %s %s to %s: %s" % (status, error_code or "", path, message))
+    """The workspace answered with an HTTP error; ``transient`` when a retry may succeed."""
+
+    def __init__(self, status, error_code, message, path, tries=1):
+        note = " (after %d tries)" % tries if tries > 1 else ""
+        super().__init__("the workspace answered %s %s to %s%s: %s" % (status, error_code or "", path, note, message))
         self.status = status
         self.error_code = error_code
         self.api_message = message
+
+    @property
+    def transient(self):
+        return is_transient_status(self.status)
+
+
+class Unreachable(FmapiError):
+    """No answer at all: the connection was refused, reset or stayed silent."""
+
+
+def is_transient_status(status):
+    """True for answers worth retrying: 408, 429 and 5xx except 501 (not implemented)."""
+    return status in (408, 429) or (500 <= status <= 599 and status != 501)
+
+
+def one_line(raw, limit=200):
+    """An error body (JSON text, HTML page or plain text) as one line without markup.
+
+    An HTML page gives its <title>, else its visible text (a proxy's 502 page, the
+    workspace's "Error 403 Invalid access token." page). Returns "" for an empty body.
+    """
+    import html
+    import re
+
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if re.search(r"<\s*(html|head|body|title|h\d|p|div|pre|center)\b", text, re.I):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        if title and title.group(1).strip():
+            text = title.group(1)
+        else:
+            text = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", text, flags=re.I | re.S)
+            text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+        text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
+
+
+def retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    import email.utils
+
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def backoff(attempt):
+    """Seconds before try ``attempt + 1``: exponential, capped, with jitter (50-100 %)."""
+    import random
+
+    return min(BACKOFF_MAX, BACKOFF_FIRST * (2 ** attempt)) * random.uniform(0.5, 1.0)
+
+
+def _opener(host, read_timeout):
+    """A urllib opener whose connections connect within CONNECT_TIMEOUT and then read with
+    ``read_timeout`` (urllib alone has one timeout for both)."""
+    import http.client
+    import urllib.parse
+    import urllib.request
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self):
+            super().connect()  # self.timeout (CONNECT_TIMEOUT) bounds the connect
+            self.sock.settimeout(read_timeout)
+
+    class SecureConnection(http.client.HTTPSConnection):
+        def connect(self):
+            super().connect()  # connect and TLS handshake, within CONNECT_TIMEOUT
+            self.sock.settimeout(read_timeout)
+
+    class Plain(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(Connection, req)
+
+    class Secure(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(SecureConnection, req, context=self._context)
+
+    handlers = [Plain(), Secure()]
+    if _is_loopback(urllib.parse.urlsplit(host).hostname or ""):
+        handlers.append(urllib.request.ProxyHandler({}))  # never send loopback traffic to a proxy
+    return urllib.request.build_opener(*handlers)
 
 
 def _is_loopback(hostname):
@@ -849,45 +977,88 @@ def _is_loopback(hostname):
         return False
 
 
-def api(host, bearer, method, path, body=None, timeout=30):
-    """One REST call to the workspace; the decoded JSON answer, or ApiError."""
+def _attempt(host, bearer, method, path, data, deadline):
+    """One HTTP exchange: (status, headers, body bytes); raises OSError-family on no answer."""
     import urllib.error
-    import urllib.parse
     import urllib.request
 
-    data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(host + path, data=data, method=method, headers={
         "Authorization": "Bearer " + bearer,
         "Content-Type": "application/json",
         "User-Agent": "fmapi/" + __version__,
     })
-    handlers = []
-    if _is_loopback(urllib.parse.urlsplit(host).hostname or ""):
-        handlers.append(urllib.request.ProxyHandler({}))  # never send loopback traffic to a proxy
-    opener = urllib.request.build_opener(*handlers)
+    left = deadline.left()
+    opener = _opener(host, max(0.05, min(READ_TIMEOUT, left)))
     try:
-        with opener.open(request, timeout=timeout) as response:
-            raw = response.read()
+        with opener.open(request, timeout=max(0.05, min(CONNECT_TIMEOUT, left))) as response:
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        raw = exc.read() or b""
-        code, message = None, raw.decode("utf-8", "replace").strip()[:200] or exc.reason
         try:
-            parsed = json.loads(raw)
-            code, message = parsed.get("error_code"), parsed.get("message") or message
-        except (ValueError, AttributeError):
-            pass
-        raise ApiError(exc.code, code, message, path) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FmapiError("cannot reach %s (%s)." % (host, reason),
-                         fix="Check the workspace URL and your network connection.") from None
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise FmapiError("the workspace sent a reply to %s that is not JSON." % path,
-                         fix="Check that %s is a Databricks workspace URL." % host) from None
+            body = exc.read() or b""
+        except OSError:
+            body = b""
+        return exc.code, exc.headers, body
+
+
+def api(host, bearer, method, path, body=None, deadline=None):
+    """One REST call to the workspace, retried while it fails transiently and time is left.
+
+    ``host`` is the workspace URL, ``path`` starts with /api/; ``body`` (a dict) is sent as
+    JSON. ``deadline`` is a Deadline (default: SETUP_DEADLINE from now). Returns the decoded
+    JSON object ({} for an empty answer). Raises ApiError for an HTTP error (the last one
+    when retries ran out), Unreachable when the workspace never answered, FmapiError for an
+    answer that is not JSON.
+    """
+    import http.client
+    import socket
+    import urllib.error
+
+    deadline = deadline or Deadline(SETUP_DEADLINE)
+    data = None if body is None else json.dumps(body).encode()
+    tries = 0
+    while True:
+        tries += 1
+        wait = None
+        try:
+            status, headers, raw = _attempt(host, bearer, method, path, data, deadline)
+        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
+                reason = "no answer within %.0f s" % min(READ_TIMEOUT, deadline.seconds)
+            elif isinstance(exc, http.client.RemoteDisconnected):
+                reason = "the connection closed without an answer"
+            failure = Unreachable("cannot reach %s (%s)%s." % (host, one_line(str(reason)),
+                                                               " after %d tries" % tries if tries > 1 else ""),
+                                  fix="Check the workspace URL and your network connection, then retry.")
+            what = "no answer (%s)" % one_line(str(reason), 80)
+        else:
+            if status < 400:
+                if not raw.strip():
+                    return {}
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    raise FmapiError("the workspace sent a reply to %s that is not JSON: %s" % (path, one_line(raw, 80)),
+                                     fix="Check that %s is a Databricks workspace URL." % host) from None
+            code, message = None, one_line(raw)
+            try:
+                parsed = json.loads(raw)
+                if isinstance(parsed, dict):
+                    code = parsed.get("error_code")
+                    message = one_line(str(parsed.get("message") or parsed.get("error_description") or message))
+            except ValueError:
+                pass
+            failure = ApiError(status, code, message or "HTTP %d" % status, path, tries)
+            if not failure.transient:
+                raise failure
+            wait = retry_after(headers.get("Retry-After") if headers else None)
+            what = "%d %s" % (status, code or "")
+        pause = backoff(tries - 1) if wait is None else min(wait, RETRY_AFTER_MAX)
+        if pause >= deadline.left():
+            raise failure
+        if deadline.notify:
+            deadline.notify("the workspace gave %s to %s; trying again in %.1f s" % (what.strip(), path, pause))
+        time.sleep(pause)
 
 
 class PatRefused(FmapiError):
@@ -923,14 +1094,14 @@ def _explain_token_api_error(exc, host, profile, agent=None, creating=False):
     return exc
 
 
-def create_pat(host, profile, bearer, comment, lifetime_days, agent=None):
-    """Mint a PAT; returns (token_value, token_id, expiry_seconds).
+def create_pat(host, profile, bearer, comment, lifetime_days, agent=None, deadline=None):
+    """Mint a PAT; returns (token_value, token_id, expiry in epoch seconds).
 
-    Raises SessionExpired, PatRefused, LifetimeRefused, ApiError or FmapiError.
+    Raises SessionExpired, PatRefused, LifetimeRefused, ApiError, Unreachable or FmapiError.
     """
     try:
         answer = api(host, bearer, "POST", "/api/2.0/token/create",
-                     {"comment": comment, "lifetime_seconds": int(lifetime_days) * 86400})
+                     {"comment": comment, "lifetime_seconds": int(lifetime_days) * 86400}, deadline)
     except ApiError as exc:
         raise _explain_token_api_error(exc, host, profile, agent, creating=True) from None
     info = answer.get("token_info") or {}
@@ -949,16 +1120,17 @@ def max_pat_days(host, bearer):
     """The workspace's maxTokenLifetimeDays (an int > 0), or None when there is none or it
     cannot be read (non-admins may not read workspace-conf)."""
     try:
-        answer = api(host, bearer, "GET", "/api/2.0/workspace-conf?keys=maxTokenLifetimeDays", timeout=15)
+        answer = api(host, bearer, "GET", "/api/2.0/workspace-conf?keys=maxTokenLifetimeDays", deadline=Deadline(15))
         days = int(str(answer.get("maxTokenLifetimeDays") or "0").strip() or 0)
     except (FmapiError, ValueError, AttributeError):
         return None
     return days if days > 0 else None
 
 
-def list_pats(host, profile, bearer):
+def list_pats(host, profile, bearer, deadline=None):
+    """The user's live PATs on ``host``: a list of token_info dicts (token_id, comment, expiry_time ms, ...)."""
     try:
-        return api(host, bearer, "GET", "/api/2.0/token/list").get("token_infos") or []
+        return api(host, bearer, "GET", "/api/2.0/token/list", deadline=deadline).get("token_infos") or []
     except ApiError as exc:
         raise _explain_token_api_error(exc, host, profile) from None
 
@@ -979,10 +1151,10 @@ def cached_pat_revoked(spec, cache, bearer):
     return not any(info.get("token_id") == token_id for info in listed if isinstance(info, dict))
 
 
-def delete_pat(host, bearer, token_id):
+def delete_pat(host, bearer, token_id, deadline=None):
     """Revoke one PAT; an id the workspace no longer knows counts as revoked."""
     try:
-        api(host, bearer, "POST", "/api/2.0/token/delete", {"token_id": token_id})
+        api(host, bearer, "POST", "/api/2.0/token/delete", {"token_id": token_id}, deadline)
     except ApiError as exc:
         if exc.status != 404 and exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
@@ -1017,7 +1189,7 @@ def revoke_in_background(host, bearer, token_id):
 
 def chat_endpoints(host, bearer, family):
     """Names of READY chat endpoints on the workspace whose name mentions ``family``."""
-    endpoints = api(host, bearer, "GET", "/api/2.0/serving-endpoints", timeout=15).get("endpoints") or []
+    endpoints = api(host, bearer, "GET", "/api/2.0/serving-endpoints", deadline=Deadline(15)).get("endpoints") or []
     names = []
     for endpoint in endpoints:
         state = endpoint.get("state") or {}
@@ -1089,7 +1261,10 @@ def credential_lifetime(record):
 
 
 def _lock(path, wait=RENEW_LOCK_WAIT):
-    """An exclusive lock on ``path`` (a file descriptor to close), waiting up to ``wait`` s."""
+    """An exclusive lock on ``path`` (a file descriptor to close), waiting up to ``wait`` s.
+
+    flock(2): the kernel releases it when the holder exits, however it dies (kill -9 too).
+    """
     import fcntl
 
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -1123,10 +1298,11 @@ class PatCredential:
     kind = "pat"
     title = "personal access token (PAT)"
 
-    def obtain(self, spec, force=False, bearer=None):
+    def obtain(self, spec, force=False, bearer=None, deadline=None):
         """See ``obtain_token``; a lifetime the workspace refuses is lowered a day at a time."""
+        deadline = deadline or Deadline(SETUP_DEADLINE)
         os.makedirs(spec.dir, mode=0o700, exist_ok=True)
-        lock = _lock(os.path.join(spec.dir, LOCK_NAME))
+        lock = _lock(os.path.join(spec.dir, LOCK_NAME), deadline.left())
         try:
             cache = read_cache(spec.cache_path)
             mine = cache if cache and cache.get("auth", "pat") == "pat" else None
@@ -1134,12 +1310,12 @@ class PatCredential:
             if token:
                 return token, None
             if bearer is None:
-                bearer = oauth_token(spec.host, spec.profile, spec.cli, spec.config_file)
+                bearer = oauth_token(spec.host, spec.profile, spec.cli, spec.config_file, deadline=deadline.end)
             comment = "%s (created %s)" % (spec.comment, time.strftime("%Y-%m-%d"))
             days = spec.lifetime_days
             while True:
                 try:
-                    value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, days, spec.agent)
+                    value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, days, spec.agent, deadline)
                     break
                 except LifetimeRefused:
                     if days <= 1:
@@ -1148,7 +1324,7 @@ class PatCredential:
 
             def take_back():  # an uncached PAT would be minted again on every call
                 try:
-                    delete_pat(spec.host, bearer, token_id)
+                    delete_pat(spec.host, bearer, token_id, Deadline(HELPER_DEADLINE))
                 except FmapiError:
                     pass
 
@@ -1177,19 +1353,21 @@ class OAuthCredential:
     kind = "oauth"
     title = "OAuth access token"
 
-    def obtain(self, spec, force=False, bearer=None):
+    def obtain(self, spec, force=False, bearer=None, deadline=None):
         """See ``obtain_token``: the cached token when it has ``spec.min_left`` seconds, else
         one `databricks auth token --force-refresh` (the CLI alone would return its cached
         token until five minutes are left). ``bearer`` is not used. Never replaces anything."""
+        deadline = deadline or Deadline(SETUP_DEADLINE)
         os.makedirs(spec.dir, mode=0o700, exist_ok=True)
-        lock = _lock(os.path.join(spec.dir, LOCK_NAME))
+        lock = _lock(os.path.join(spec.dir, LOCK_NAME), deadline.left())
         try:
             cache = read_cache(spec.cache_path)
             mine = cache if cache and cache.get("auth") == "oauth" and cache.get("profile") == spec.profile else None
             token = None if force else usable_token(mine, spec.host, spec.min_left)
             if token:
                 return token, None
-            token, expiry = cli_auth_token(spec.host, spec.profile, spec.cli, spec.config_file, force_refresh=True)
+            token, expiry = cli_auth_token(spec.host, spec.profile, spec.cli, spec.config_file, force_refresh=True,
+                                           deadline=deadline.end)
             _save_cache(spec, {
                 "token": token,
                 "expiry": int(expiry),
@@ -1206,7 +1384,7 @@ class OAuthCredential:
 CREDENTIALS = {"pat": PatCredential(), "oauth": OAuthCredential()}
 
 
-def obtain_token(spec, force=False, bearer=None):
+def obtain_token(spec, force=False, bearer=None, deadline=None):
     """A token for ``spec`` with at least ``spec.min_left`` seconds of life, renewing if needed.
 
     PAT mode mints a PAT with the OAuth ``bearer`` (asked from the CLI when None); OAuth
@@ -1214,10 +1392,11 @@ def obtain_token(spec, force=False, bearer=None):
     ``replaced`` is ``(host, bearer, token_id)`` of this install's previous PAT when a new
     one replaced it (the caller revokes it), else None. Concurrent callers serialise on
     the install's lock file: one renews, the others find its token in the cache. ``force``
-    renews even when the cached token is still good. Raises FmapiError (SessionExpired,
-    PatRefused, CliError, ...).
+    renews even when the cached token is still good. Waiting for the lock, the CLI and the
+    workspace all fit in ``deadline`` (a Deadline; default SETUP_DEADLINE from now). Raises
+    FmapiError (SessionExpired, PatRefused, CliError, Unreachable, ...).
     """
-    return CREDENTIALS[spec.auth].obtain(spec, force, bearer)
+    return CREDENTIALS[spec.auth].obtain(spec, force, bearer, deadline)
 
 
 def fresh_token(spec, min_left=None):
@@ -3179,7 +3358,8 @@ def cmd_setup(args):
     if not changed and cached_pat_revoked(spec, cached, bearer):
         say("  the cached PAT is no longer valid in the workspace (revoked); replacing it.")
         changed = True
-    token, replaced = obtain_token(spec, force=changed, bearer=bearer)
+    token, replaced = obtain_token(spec, force=changed, bearer=bearer,
+                                   deadline=Deadline(SETUP_DEADLINE, notify=lambda text: say("  " + text)))
     if replaced:
         revoke_quietly(*replaced)
     expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)

@@ -300,6 +300,7 @@ class FakeWorkspace:
         self.check_models = True             # model traffic must name a READY endpoint
         self.user_name = "fake.user@example.com"
         self._failures = []
+        self._stopping = threading.Event()  # set by stop(): hung requests give up
         self._server = None
         self._thread = None
         self._port = None
@@ -308,6 +309,7 @@ class FakeWorkspace:
     def start(self):
         if self._server is not None:
             return self
+        self._stopping.clear()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.workspace = self
         self._port = self._server.server_address[1]
@@ -321,6 +323,7 @@ class FakeWorkspace:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -372,6 +375,19 @@ class FakeWorkspace:
             self._failures.append({"method": (method or "*").upper(), "path": path,
                                    "status": status, "body": body,
                                    "headers": dict(headers or {}), "times": times})
+
+    def fault_next(self, method, path, kind, times=1, delay=None):
+        """The next ``times`` requests matching (method, path) meet a network fault.
+
+        kind: "reset" - the connection is reset (TCP RST) without an answer;
+              "close" - the server closes the connection without an answer;
+              "hang"  - no answer for ``delay`` seconds (default: until the workspace stops),
+                        then the normal answer (a client that gave up never sees it).
+        The request is still recorded in ``requests``. method/path as in fail_next.
+        """
+        with self.lock:
+            self._failures.append({"method": (method or "*").upper(), "path": path, "kind": kind,
+                                   "delay": delay, "times": times})
 
     def _take_failure(self, method, path):
         with self.lock:
@@ -512,8 +528,22 @@ class FakeWorkspace:
             self.requests.append(req)
         if self.latency:
             time.sleep(self.latency)
+        fail = self._take_failure(h.command, path)
+        kind = (fail or {}).get("kind")
+        if kind in ("reset", "close"):
+            import socket
+            import struct
+
+            if kind == "reset":  # SO_LINGER 0: close() sends RST instead of FIN
+                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.close_connection = True
+            h.connection.close()
+            return
+        if kind == "hang":
+            self._stopping.wait(fail["delay"] if fail["delay"] is not None else 3600)
+            fail = None
         try:
-            resp = self._dispatch(req, too_large)
+            resp = self._dispatch(req, too_large, fail)
         except Exception as e:  # a bug in the fake: make it visible as a 500
             resp = _error(500, "INTERNAL_ERROR", "fake workspace error: %r" % (e,))
         try:
@@ -521,9 +551,8 @@ class FakeWorkspace:
         except (ConnectionError, TimeoutError):
             h.close_connection = True
 
-    def _dispatch(self, req, too_large):
-        method, path = req["method"], req["path"]
-        fail = self._take_failure(method, path)
+    def _dispatch(self, req, too_large, fail=None):
+        path = req["path"]
         if fail is not None:
             body = fail["body"]
             if isinstance(body, (dict, list)):
