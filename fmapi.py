@@ -11,7 +11,7 @@ How this file reads, top to bottom:
 
    1. Constants and the version
    2. Messages and errors
-   3. Files: atomic writes, JSON, backups
+   3. Files: atomic writes, JSON (also with comments), backups
    4. Time: RFC 3339 as Go prints it
    5. The token cache and the helper's hot path
    6. Databricks: 6a profiles, 6b the CLI, 6c REST, 6d credentials (PAT or OAuth)
@@ -20,10 +20,11 @@ How this file reads, top to bottom:
    9. Claude Code
   10. OpenAI Codex
   11. Gemini CLI
-  12. Dependencies (installing agents and the Databricks CLI)
-  13. The terminal: prompts and the arrow-key selector
-  14. Commands: setup, token, uninstall, gemini, status
-  15. Command line and main()
+  12. Pi
+  13. Dependencies (installing agents and the Databricks CLI)
+  14. The terminal: prompts and the arrow-key selector
+  15. Commands: setup, token, uninstall, gemini, status
+  16. Command line and main()
 
 Standard library only. Only the modules the token helper's cache-hit path needs are
 imported at the top; everything else is imported where it is used, so that an agent
@@ -273,6 +274,335 @@ def leftover_temp_files(directory, names):
         if entry.endswith(TMP_SUFFIX) and any(entry.startswith("." + name + ".") for name in names):
             found.append(os.path.join(directory, entry))
     return sorted(found)
+
+
+# JSON with comments (OpenCode's opencode.jsonc, Pi's models.json): fmapi edits such a file
+# in place, one member at a time, so the user's comments, order and layout stay byte for
+# byte; only the members fmapi sets or removes change. Trailing commas are accepted.
+
+
+class JsoncError(ValueError):
+    """The text is not JSON with comments; the message names the line."""
+
+
+class _JsoncScanner:
+    """Parses JSON with // and /* */ comments into nodes that remember where they are.
+
+    A node is a dict: ``kind`` ("object", "array" or "scalar"), ``start`` and ``end``
+    (offsets into the text), ``value`` (the Python value) and, for objects, ``members``:
+    [{"key", "start" (of the key), "node", "comma" (offset of the comma after it, or None)}].
+    """
+
+    def __init__(self, text):
+        import re
+
+        self.text = text
+        self.pos = 0
+        self.string_re = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
+        self.literal_re = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
+
+    def fail(self, message):
+        raise JsoncError("line %d: %s" % (self.text.count("\n", 0, self.pos) + 1, message))
+
+    def skip(self):
+        text, size = self.text, len(self.text)
+        while self.pos < size:
+            if text[self.pos] in " \t\r\n\ufeff":
+                self.pos += 1
+            elif text.startswith("//", self.pos):
+                end = text.find("\n", self.pos)
+                self.pos = size if end < 0 else end
+            elif text.startswith("/*", self.pos):
+                end = text.find("*/", self.pos + 2)
+                if end < 0:
+                    self.fail("unclosed /* comment")
+                self.pos = end + 2
+            else:
+                return
+
+    def string(self):
+        match = self.string_re.match(self.text, self.pos)
+        if not match:
+            self.fail("expected a string")
+        self.pos = match.end()
+        return json.loads(match.group())
+
+    def value(self, depth=0):
+        self.skip()
+        start = self.pos
+        if depth > 200:
+            self.fail("nested too deeply")
+        char = self.text[start:start + 1]
+        if char == "{":
+            return self.container(start, depth, "}")
+        if char == "[":
+            return self.container(start, depth, "]")
+        if char == '"':
+            value = self.string()
+        else:
+            match = self.literal_re.match(self.text, start)
+            if not match:
+                self.fail("expected a value")
+            self.pos = match.end()
+            value = json.loads(match.group())
+        return {"kind": "scalar", "start": start, "end": self.pos, "value": value}
+
+    def container(self, start, depth, close):
+        self.pos += 1
+        entries, separated = [], True
+        while True:
+            self.skip()
+            if self.text.startswith(close, self.pos):
+                self.pos += 1
+                break
+            if not separated:
+                self.fail("expected ',' or '%s'" % close)
+            entry_start = self.pos
+            key = None
+            if close == "}":
+                key = self.string()
+                self.skip()
+                if not self.text.startswith(":", self.pos):
+                    self.fail("expected ':'")
+                self.pos += 1
+            entry = {"key": key, "start": entry_start, "node": self.value(depth + 1), "comma": None}
+            entries.append(entry)
+            self.skip()
+            separated = self.text.startswith(",", self.pos)
+            if separated:
+                entry["comma"] = self.pos
+                self.pos += 1
+        if close == "}":
+            return {"kind": "object", "start": start, "end": self.pos, "members": entries,
+                    "value": {e["key"]: e["node"]["value"] for e in entries}}
+        return {"kind": "array", "start": start, "end": self.pos, "value": [e["node"]["value"] for e in entries]}
+
+
+def jsonc_parse(text):
+    """The root node of ``text`` (see _JsoncScanner); JsoncError when it is not JSON with comments."""
+    scanner = _JsoncScanner(text)
+    root = scanner.value()
+    scanner.skip()
+    if scanner.pos != len(text):
+        scanner.fail("unexpected text after the end")
+    return root
+
+
+def jsonc_load(text):
+    """The top-level object of ``text`` as a dict ({} for an empty text); JsoncError otherwise."""
+    if not text.strip():
+        return {}
+    root = jsonc_parse(text)
+    if root["kind"] != "object":
+        raise JsoncError("the top level is not an object")
+    return root["value"]
+
+
+def _jsonc_member(node, key):
+    """The last member ``key`` of an object node (the one JSON.parse keeps), or None."""
+    found = [m for m in node["members"] if m["key"] == key]
+    return found[-1] if found else None
+
+
+def jsonc_find(text, path):
+    """The node at ``path`` (a tuple of keys) in ``text``, or None when a key is missing."""
+    node = jsonc_parse(text)
+    for key in path:
+        member = _jsonc_member(node, key) if node["kind"] == "object" else None
+        if member is None:
+            return None
+        node = member["node"]
+    return node
+
+
+def _line_indent(text, pos):
+    start = text.rfind("\n", 0, pos) + 1
+    line = text[start:pos]
+    return line if not line.strip() else line[:len(line) - len(line.lstrip())]
+
+
+def _jsonc_dump(value, indent, newline):
+    """``value`` as indented JSON whose lines after the first start with ``indent``."""
+    lines = json.dumps(value, indent=2, ensure_ascii=False).split("\n")
+    return (newline + indent).join(lines)
+
+
+def jsonc_set(text, path, value=None, raw=None):
+    """``text`` with the member at ``path`` set to ``value`` (or to the JSON text ``raw``).
+
+    An existing value is replaced where it is; a missing member is added at the end of its
+    object (missing objects on the way are created). Nothing else in the text changes.
+    """
+    newline = "\r\n" if "\r\n" in text else "\n"
+    if not text.strip():
+        nested = value
+        for key in reversed(path):
+            nested = {key: nested}
+        return dump_json(nested).replace("\n", newline) if raw is None else text
+    node = jsonc_parse(text)
+    for depth, key in enumerate(path):
+        if node["kind"] != "object":
+            raise JsoncError("%s is not an object" % ".".join(path[:depth]))
+        member = _jsonc_member(node, key)
+        if member is None:
+            return _jsonc_insert(text, node, key, path[depth + 1:], value, raw, newline)
+        node = member["node"]
+    outer = _line_indent(text, node["start"])
+    written = raw if raw is not None else _jsonc_dump(value, outer, newline)
+    return text[:node["start"]] + written + text[node["end"]:]
+
+
+def _jsonc_insert(text, node, key, rest, value, raw, newline):
+    outer = _line_indent(text, node["start"])
+    members = node["members"]
+    inner = _line_indent(text, members[0]["start"]) if members else outer + "  "
+    for name in reversed(rest):
+        value = {name: value}
+    written = raw if raw is not None and not rest else _jsonc_dump(value, inner, newline)
+    entry = json.dumps(key, ensure_ascii=False) + ": " + written
+    if not members:
+        at = node["start"] + 1
+        return text[:at] + newline + inner + entry + newline + outer + text[at:]
+    last = members[-1]
+    if last["comma"] is not None:  # the user's style has a trailing comma: keep it
+        eol = _end_of_line(text, last["comma"] + 1)
+        return text[:eol] + newline + inner + entry + "," + text[eol:]
+    at = last["node"]["end"]
+    text = text[:at] + "," + text[at:]
+    eol = _end_of_line(text, at + 1)
+    return text[:eol] + newline + inner + entry + text[eol:]
+
+
+def _end_of_line(text, pos):
+    """Where to put a new line after ``pos``: the line's end when only blanks or a // comment follow."""
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    if end > 0 and text[end - 1] == "\r":
+        end -= 1
+    rest = text[pos:end].strip()
+    return end if not rest or rest.startswith("//") else pos
+
+
+def jsonc_remove(text, path):
+    """``text`` without the member at ``path`` (its line and separating comma); unchanged when missing."""
+    if not path:
+        return text
+    parent = jsonc_find(text, path[:-1])
+    if parent is None or parent["kind"] != "object":
+        return text
+    member = _jsonc_member(parent, path[-1])
+    if member is None:
+        return text
+    index = parent["members"].index(member)
+    start = member["start"]
+    line_start = text.rfind("\n", 0, start) + 1
+    if not text[line_start:start].strip():  # the member starts its line: take the line break before it too
+        start = line_start - 1 if line_start > 0 else line_start
+        if start > 0 and text[start - 1] == "\r":
+            start -= 1
+    end = member["node"]["end"] if member["comma"] is None else member["comma"] + 1
+    cut = [(start, end)]
+    if member["comma"] is None and index > 0:  # the last member: the comma before it goes too
+        comma = parent["members"][index - 1]["comma"]
+        cut.insert(0, (comma, comma + 1))
+    for begin, finish in reversed(cut):
+        text = text[:begin] + text[finish:]
+    return text
+
+
+def read_jsonc_file(path):
+    """(text, object) of a JSON-with-comments file: (None, {}) when missing; UnparsableFile otherwise."""
+    raw = read_bytes(os.path.realpath(path))
+    if raw is None:
+        return None, {}
+    try:
+        text = raw.decode("utf-8")
+        return text, jsonc_load(text)
+    except UnicodeDecodeError:
+        raise UnparsableFile(path, "it is not UTF-8") from None
+    except JsoncError as exc:
+        raise UnparsableFile(path, str(exc)) from None
+
+
+def apply_json_edits(path, edits, previous=None):
+    """Set members of the JSON(C) file ``path`` in place and return how to undo it.
+
+    ``edits``: [(key path tuple, value, owned)]; an *owned* member (fmapi's own namespace,
+    e.g. its provider) is removed on undo whatever it holds, another one only while it still
+    holds fmapi's value. ``previous`` is the undo record of an earlier run on this file: a
+    member that still holds fmapi's value keeps the user's original from then. The undo
+    record: {"file", "created", "members": [{"path", "written", "original" (JSON text or
+    None), "owned", "parents" (containers fmapi created)}]}.
+    """
+    text, _ = read_jsonc_file(path)
+    before = {}
+    if previous and previous.get("file") == path:
+        before = {tuple(m["path"]): m for m in previous.get("members") or []}
+    new, members = text or "", []
+    for keys, value, owned in edits:
+        node = jsonc_find(new, keys) if new.strip() else None
+        old = before.get(tuple(keys))
+        if node is not None and old is not None and (owned or node["value"] == old["written"]):
+            original, parents = old.get("original"), old.get("parents") or []
+        else:
+            original = new[node["start"]:node["end"]] if node is not None else None
+            parents = [list(keys[:n]) for n in range(1, len(keys))
+                       if not new.strip() or jsonc_find(new, keys[:n]) is None]
+        members.append({"path": list(keys), "written": value, "original": original, "owned": owned, "parents": parents})
+        try:
+            new = jsonc_set(new, keys, value)
+        except JsoncError as exc:
+            raise FmapiError("%s: %s, where fmapi must add %s; fmapi left the file untouched."
+                             % (tilde(path), exc, ".".join(keys)),
+                             fix="Fix the file (it must be an object there), then re-run fmapi.") from None
+    merged = jsonc_load(new)
+    for keys, value, _ in edits:
+        found = merged
+        for key in keys:
+            found = found.get(key) if isinstance(found, dict) else None
+        if found != value:
+            raise FmapiError("fmapi could not merge its settings into %s; the file is untouched." % tilde(path),
+                             fix="Move the file aside and run fmapi again, or report this at %s/issues" % HOMEPAGE)
+    if new != text:
+        write_in_place(path, new)
+    created = text is None or bool(previous and previous.get("file") == path and previous.get("created"))
+    return {"file": path, "created": created, "members": members}
+
+
+def undo_json_edits(undo, report):
+    """Put back what ``apply_json_edits`` changed, keeping what the user changed since."""
+    path = undo["file"]
+    try:
+        text, _ = read_jsonc_file(path)
+    except UnparsableFile as exc:
+        names = ", ".join(".".join(m["path"]) for m in undo.get("members") or [])
+        report.failed.append("%s; remove %s by hand" % (exc.message.rstrip("."), names))
+        return
+    if text is None:
+        return
+    new = text
+    for member in reversed(undo.get("members") or []):
+        keys = tuple(member["path"])
+        node = jsonc_find(new, keys) if new.strip() else None
+        if node is None:
+            continue
+        if not member.get("owned") and node["value"] != member.get("written"):
+            report.kept.append("%s: %s = %s (you changed it)" % (tilde(path), ".".join(keys), json.dumps(node["value"])))
+            continue
+        original = member.get("original")
+        new = jsonc_set(new, keys, raw=original) if original is not None else jsonc_remove(new, keys)
+        for parent in sorted(member.get("parents") or [], key=len, reverse=True):
+            found = jsonc_find(new, tuple(parent))
+            if found is not None and found["value"] == {}:
+                new = jsonc_remove(new, tuple(parent))
+    if new == text:
+        return
+    if undo.get("created") and jsonc_load(new) == {}:
+        remove_file(os.path.realpath(path))
+        report.removed.append(tilde(path) + " (fmapi created it)")
+    else:
+        write_in_place(path, new)
+        report.removed.append("fmapi's settings from %s (earlier values restored)" % tilde(path))
 
 
 # --------------------------------------------------------------------------------------
@@ -1571,6 +1901,7 @@ class Agent:
     default_model = ""
     family = ""  # endpoint names of this agent's models contain this
     min_version = None  # oldest agent version fmapi can configure
+    node_version = None  # oldest Node.js the agent runs on, when it says nothing useful on an older one
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
 
     def ttl(self, lifetime):
@@ -3003,7 +3334,164 @@ register(Gemini())
 
 
 # --------------------------------------------------------------------------------------
-# 12. Dependencies: installing agents and the Databricks CLI
+# 12. Pi
+#
+# Pi (npm @earendil-works/pi-coding-agent, formerly @mariozechner/pi-coding-agent) reads
+# custom providers from <agent dir>/models.json and runs an `apiKey` of the form
+# "!command" through the shell before every request, without caching it (CHANGELOG
+# 0.63.0, pi-mono#1835; resolve-config-value.js: execSync, 10 s timeout, stderr dropped).
+# So the helper's cache hit runs per request, and a session never outlives its key.
+# `authHeader: true` sends that key as Authorization: Bearer for every API kind, and each
+# model names the API shape and base URL of its family (models.json fields: docs/
+# models-configuration.md). settings.json's defaultProvider/defaultModel select it.
+# models.json may hold // comments and trailing commas (Pi strips them): fmapi edits both
+# files member by member, and uninstall puts back the values it replaced.
+# --------------------------------------------------------------------------------------
+
+PI_PROVIDER_ID = "databricks-fmapi"  # fmapi's namespace under "providers"
+PI_PROVIDER_NAME = "Databricks FMAPI"
+PI_MIN_VERSION = (0, 63, 0)  # models.json "!command" keys resolved on every request
+PI_NODE_VERSION = (22, 19, 0)  # package.json engines of @earendil-works/pi-coding-agent 1.x
+
+
+def model_route(host, model):
+    """(API shape, base URL) for a serving endpoint name: Claude speaks Anthropic Messages,
+    Gemini the Gemini API, GPT-5 and Codex models the Responses API (the workspace refuses
+    chat completions for them), other models OpenAI chat completions."""
+    name = model.lower()
+    if "claude" in name:
+        return "anthropic", host + ANTHROPIC_PATH
+    if "gemini" in name:
+        return "gemini", host + GEMINI_BASE_PATH
+    if "gpt-5" in name or "codex" in name:
+        return "responses", host + CODEX_BASE_PATH
+    return "chat", host + CODEX_BASE_PATH
+
+
+class Pi(Agent):
+    name = "pi"
+    title = "Pi"
+    command = "pi"
+    npm_package = "@earendil-works/pi-coding-agent"
+    pat_comment = "Pi FMAPI"
+    default_model = "databricks-claude-sonnet-4-6"
+    family = ""  # Pi speaks every family's API
+    min_version = PI_MIN_VERSION
+    node_version = PI_NODE_VERSION
+
+    API = {"anthropic": ("anthropic-messages", ""), "gemini": ("google-generative-ai", "/v1beta"),
+           "responses": ("openai-responses", ""), "chat": ("openai-completions", "")}
+
+    def ttl(self, lifetime_days):
+        """Pi keeps no key: it runs the helper before every request."""
+        return 0
+
+    def install_dir(self, location=None):
+        """$PI_CODING_AGENT_DIR (~ expanded, as Pi's config.js does), else ~/.pi/agent."""
+        return os.path.abspath(os.path.expanduser(os.environ.get("PI_CODING_AGENT_DIR") or os.path.join("~", ".pi", "agent")))
+
+    def models_path(self, record):
+        return os.path.join(record["dir"], "models.json")
+
+    def settings_path(self, record):
+        return os.path.join(record["dir"], "settings.json")
+
+    def provider(self, record):
+        """fmapi's entry under providers in models.json."""
+        import shlex
+
+        models = []
+        for model in [record["model"]]:
+            kind, base = model_route(record["host"], model)
+            api, suffix = self.API[kind]
+            models.append({"id": model, "name": model, "api": api, "baseUrl": base + suffix})
+        header, value = CODING_AGENT_HEADER
+        return {
+            "name": PI_PROVIDER_NAME,
+            "baseUrl": models[0]["baseUrl"],
+            "api": models[0]["api"],
+            "apiKey": "!" + shlex.quote(self.helper_path(record)),
+            "authHeader": True,
+            "headers": {header: value},
+            "models": models,
+        }
+
+    def check(self, record):
+        for path, container in ((self.models_path(record), "providers"), (self.settings_path(record), None)):
+            _, data = read_jsonc_file(path)
+            if container and container in data and not isinstance(data[container], dict):
+                raise FmapiError("%s: \"%s\" is %s, not an object; fmapi left the file untouched."
+                                 % (tilde(path), container, json.dumps(data[container])),
+                                 fix="Fix it (Pi expects an object there), then re-run fmapi.")
+
+    def configure(self, record, previous):
+        previous = previous or {}
+        self.check(record)
+        write_helper(self.helper_path(record), self.token_spec(record), self.title)
+        models = apply_json_edits(self.models_path(record), [(("providers", PI_PROVIDER_ID), self.provider(record), True)],
+                                  previous.get("models_undo"))
+        settings = apply_json_edits(self.settings_path(record), [(("defaultProvider",), PI_PROVIDER_ID, False),
+                                                                 (("defaultModel",), record["model"], False)],
+                                    previous.get("settings_undo"))
+        return dict(record, settings=self.models_path(record), models_undo=models, settings_undo=settings)
+
+    def discover(self):
+        directory = self.install_dir()
+        has_files = any(os.path.exists(os.path.join(directory, n)) for n in (HELPER_NAME, CACHE_NAME))
+        try:
+            ours = PI_PROVIDER_ID in (read_jsonc_file(os.path.join(directory, "models.json"))[1].get("providers") or {})
+        except (UnparsableFile, AttributeError, TypeError):
+            ours = False
+        if not (has_files or ours):
+            return []
+        record = {"agent": self.name, "dir": directory, "settings": os.path.join(directory, "models.json")}
+        spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
+        if spec and spec.agent == self.name:
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli)
+        return [record]
+
+    def unconfigure(self, record, report):
+        directory = record["dir"]
+        models_undo, settings_undo = record.get("models_undo"), record.get("settings_undo")
+        if not models_undo:  # an install the registry lost: fmapi's provider, and the defaults that select it
+            models_undo = {"file": self.models_path(record), "created": True, "members": [
+                {"path": ["providers", PI_PROVIDER_ID], "owned": True, "parents": [["providers"]]}]}
+        if not settings_undo:
+            try:
+                settings = read_jsonc_file(self.settings_path(record))[1]
+            except UnparsableFile:
+                settings = {}
+            members = [{"path": ["defaultProvider"], "written": PI_PROVIDER_ID}]
+            if settings.get("defaultProvider") == PI_PROVIDER_ID:
+                members.append({"path": ["defaultModel"], "written": settings.get("defaultModel")})
+            settings_undo = {"file": self.settings_path(record), "created": True, "members": members}
+        undo_json_edits(models_undo, report)
+        undo_json_edits(settings_undo, report)
+        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+            if remove_file(os.path.join(directory, name)):
+                report.removed.append(tilde(os.path.join(directory, name)))
+        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, "models.json", "settings.json")):
+            remove_file(leftover)
+            report.removed.append(tilde(leftover))
+        try:
+            os.rmdir(directory)  # only when nothing else is left in it
+        except OSError:
+            pass
+
+    def finish_message(self, record):
+        text = ("Done. Pi now talks to %s (model %s, provider %s in %s).\n"
+                "Run `pi` for an interactive session, or `pi -p \"...\"` for a single task."
+                % (record["host"], record["model"], PI_PROVIDER_ID, tilde(self.models_path(record))))
+        if os.environ.get("PI_CODING_AGENT_DIR"):
+            text += "\nPi finds this setup while PI_CODING_AGENT_DIR=%s is set, as it is now." % tilde(record["dir"])
+        return text
+
+
+register(Pi())
+
+
+# --------------------------------------------------------------------------------------
+# 13. Dependencies: installing agents and the Databricks CLI
 # --------------------------------------------------------------------------------------
 
 CLAUDE_INSTALL = "curl -fsSL https://claude.ai/install.sh | bash"
@@ -3085,6 +3573,13 @@ def check_version(agent, path):
     if not agent.min_version:
         return
     found = command_version(path)
+    if found is None and agent.node_version:  # a Node.js too old for the agent fails before it says its version
+        node = find_command("node")
+        have = command_version(node) if node else None
+        if have is not None and have < agent.node_version:
+            raise FmapiError("%s needs Node.js %s or newer; `node` here is %s." % (
+                agent.title, ".".join(map(str, agent.node_version)), ".".join(map(str, have))),
+                fix="Upgrade Node.js (https://nodejs.org, or your package manager), then re-run fmapi.")
     if found is None:
         warn("could not tell which version of %s is installed; continuing." % agent.command)
         return
@@ -3095,7 +3590,7 @@ def check_version(agent, path):
 
 
 # --------------------------------------------------------------------------------------
-# 13. The terminal: prompts and the arrow-key selector
+# 14. The terminal: prompts and the arrow-key selector
 # --------------------------------------------------------------------------------------
 
 
@@ -3179,7 +3674,7 @@ def select(label, options, default=0):
 
 
 # --------------------------------------------------------------------------------------
-# 14. Commands: setup, token, uninstall, status
+# 15. Commands: setup, token, uninstall, status
 # --------------------------------------------------------------------------------------
 
 HTTPS_MESSAGE = "Workspace URL must start with https://"
@@ -3565,11 +4060,11 @@ def cmd_status(args):
 
 
 # --------------------------------------------------------------------------------------
-# 15. Command line and main()
+# 16. Command line and main()
 # --------------------------------------------------------------------------------------
 
 DESCRIPTION = (
-    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI) to use models served by "
+    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI, Pi) to use models served by "
     "Databricks Foundation Model API, with short-lived tokens that renew by themselves."
 )
 EPILOG = """\
@@ -3578,6 +4073,7 @@ examples:
   fmapi setup --yes --host https://my-workspace.cloud.databricks.com
   fmapi setup --agent codex               set up OpenAI Codex
   fmapi setup --agent gemini              set up Gemini CLI, then start it with: fmapi gemini
+  fmapi setup --agent pi                  set up Pi (its helper runs before every request)
   fmapi token                             print the current token of the ~/.claude install
   fmapi status                            list installs and their tokens
   fmapi --uninstall                       remove everything fmapi wrote

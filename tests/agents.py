@@ -24,7 +24,10 @@ def in_ci():
 
 
 def agent_binary(name):
-    """Absolute path of the real ``name`` from $FMAPI_AGENTS_DIR/node_modules/.bin (skip or fail)."""
+    """Absolute path of the real ``name`` from $FMAPI_AGENTS_DIR/node_modules/.bin (skip or fail).
+
+    ``agent_binary("node")`` is the pinned Node.js that agents needing a newer one than the
+    system's (Pi) run on: link it into the test's bin directory on PATH."""
     agents_dir = os.environ.get("FMAPI_AGENTS_DIR") or DEFAULT_AGENTS_DIR
     path = os.path.join(agents_dir, "node_modules", ".bin", name)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 CLAUDE_CODE_VERSION=2.1.331
 CODEX_VERSION=0.169.0
 GEMINI_CLI_VERSION=0.61.0
+OPENCODE_VERSION=1.18.33
+COPILOT_VERSION=1.0.102
+PI_VERSION=1.6.0
+PI_NODE_VERSION=22.23.3  # Pi 1.x needs Node.js >= 22.19 (package.json engines); npm's `node` package ships it
 
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
@@ -25,13 +29,17 @@ fi
 
 # The real agents, into a cache outside the repository (they run offline from there).
 FMAPI_AGENTS_DIR=${FMAPI_AGENTS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fmapi-dev/agents}
-stamp="$FMAPI_AGENTS_DIR/.pinned-$CLAUDE_CODE_VERSION-$CODEX_VERSION-$GEMINI_CLI_VERSION"
+stamp="$FMAPI_AGENTS_DIR/.pinned-$CLAUDE_CODE_VERSION-$CODEX_VERSION-$GEMINI_CLI_VERSION-$OPENCODE_VERSION-$COPILOT_VERSION-$PI_VERSION-$PI_NODE_VERSION"
 if [ ! -f "$stamp" ]; then
     mkdir -p "$FMAPI_AGENTS_DIR"
     npm install --prefix "$FMAPI_AGENTS_DIR" --no-audit --no-fund --loglevel=error \
         "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
         "@openai/codex@$CODEX_VERSION" \
-        "@google/gemini-cli@$GEMINI_CLI_VERSION"
+        "@google/gemini-cli@$GEMINI_CLI_VERSION" \
+        "opencode-ai@$OPENCODE_VERSION" \
+        "@github/copilot@$COPILOT_VERSION" \
+        "@earendil-works/pi-coding-agent@$PI_VERSION" \
+        "node@$PI_NODE_VERSION"
     touch "$stamp"
 fi
 export FMAPI_AGENTS_DIR
