@@ -21,10 +21,11 @@ How this file reads, top to bottom:
   10. OpenAI Codex
   11. Gemini CLI
   12. Pi
-  13. Dependencies (installing agents and the Databricks CLI)
-  14. The terminal: prompts and the arrow-key selector
-  15. Commands: setup, token, uninstall, gemini, status
-  16. Command line and main()
+  13. GitHub Copilot CLI
+  14. Dependencies (installing agents and the Databricks CLI)
+  15. The terminal: prompts and the arrow-key selector
+  16. Commands: setup, token, uninstall, gemini, copilot, status
+  17. Command line and main()
 
 Standard library only. Only the modules the token helper's cache-hit path needs are
 imported at the top; everything else is imported where it is used, so that an agent
@@ -1985,6 +1986,70 @@ def tilde(path):
     return path
 
 
+# Launchers (`fmapi gemini`, `fmapi copilot`): for agents that take their key or provider
+# only from the environment, fmapi checks the install's token, then replaces itself with
+# the agent, which inherits the terminal, the signals and the exit status.
+
+
+def launch_path(agent):
+    """The agent's executable for a launcher, or an error saying how to install it."""
+    path = find_command(agent.command)
+    if not path:
+        raise FmapiError("%s (%s) is not installed or not on PATH." % (agent.title, agent.command),
+                         fix="Install it: npm install -g %s (or run: fmapi setup --agent %s)" % (agent.npm_package, agent.name))
+    return path
+
+
+def launch_token(agent, spec):
+    """A token with ``spec.min_left`` seconds of life for a launch, renewed when needed.
+
+    On a terminal a dead Databricks session is signed in again first. When renewing fails
+    but the cached token still has minutes left, that one is returned with a warning that
+    says until when it works and what to do.
+    """
+    cache = read_cache(spec.cache_path) or {}
+    before = cache.get("token")
+    try:
+        try:
+            token, _ = obtain_token(spec)
+        except SessionExpired:
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise
+            sign_in(spec.host, spec.profile, spec.cli, spec.config_file)
+            token, _ = obtain_token(spec)
+    except FmapiError as exc:
+        token = usable_token(cache, spec.host, MIN_REMAINING)
+        if not token:
+            raise
+        # The old token still works for a while: start, but say until when and how to fix it.
+        warn("could not renew the %s token, so this session stops working at %s: %s%s"
+             % (agent.title, time.strftime("%H:%M", time.localtime(cache["expiry"])), exc.message,
+                "\n  " + exc.fix if exc.fix else ""))
+    if token != before:
+        expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
+        print("fmapi: new %s token, valid until %s." % (agent.title, time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry))),
+              file=sys.stderr, flush=True)
+    return token
+
+
+def exec_agent(agent, path, argv, env):
+    """Replace this process with ``path argv...`` in ``env``, with the user's umask and signals."""
+    import signal
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if INHERITED_UMASK is not None:
+        os.umask(INHERITED_UMASK)
+    for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; the agent must not inherit that
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    try:
+        os.execve(path, [agent.command] + list(argv), env)
+    except OSError as exc:
+        raise FmapiError("could not start %s: %s." % (path, exc.strerror or exc),
+                         fix="Reinstall it: npm install -g %s" % agent.npm_package) from None
+
+
 # --------------------------------------------------------------------------------------
 # 9. Claude Code
 #
@@ -3279,36 +3344,10 @@ class Gemini(Agent):
 
 def run_gemini(argv):
     """`fmapi gemini ARGS...`: a token that outlives the session, then exec `gemini ARGS...`."""
-    import signal
-
     agent = AGENTS["gemini"]
     record = agent.launch_record()
-    path = find_command(agent.command)
-    if not path:
-        raise FmapiError("Gemini CLI (gemini) is not installed or not on PATH.",
-                         fix="Install it: npm install -g %s (or run: fmapi setup --agent gemini)" % agent.npm_package)
-    spec = agent.token_spec(record)
-    cache = read_cache(spec.cache_path) or {}
-    before = cache.get("token")
-    try:
-        try:
-            token, _ = obtain_token(spec)
-        except SessionExpired:
-            if not (sys.stdin.isatty() and sys.stdout.isatty()):
-                raise
-            sign_in(spec.host, spec.profile, spec.cli, spec.config_file)
-            token, _ = obtain_token(spec)
-    except FmapiError as exc:
-        token = usable_token(cache, spec.host, MIN_REMAINING)
-        if not token:
-            raise
-        # The old token still works for a while: start, but say until when and how to fix it.
-        warn("could not renew the Gemini CLI token, so this session stops working at %s: %s%s"
-             % (time.strftime("%H:%M", time.localtime(cache["expiry"])), exc.message, "\n  " + exc.fix if exc.fix else ""))
-    if token != before:
-        expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
-        print("fmapi: new Gemini CLI token, valid until %s." % time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry)),
-              file=sys.stderr, flush=True)
+    path = launch_path(agent)
+    token = launch_token(agent, agent.token_spec(record))
     if record.get("write_env"):
         try:
             agent.write_env_file(record, token)
@@ -3316,19 +3355,7 @@ def run_gemini(argv):
             warn("could not refresh %s: %s" % (tilde(agent.env_path(record)), exc))
     env = dict(os.environ)
     env.update(gemini_env(record["host"], token, agent.model_for_launch(record)))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if INHERITED_UMASK is not None:
-        os.umask(INHERITED_UMASK)
-    for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; gemini must not inherit that
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-    try:
-        os.execve(path, ["gemini"] + list(argv), env)
-    except OSError as exc:
-        raise FmapiError("could not start %s: %s." % (path, exc.strerror or exc),
-                         fix="Reinstall it: npm install -g %s" % agent.npm_package) from None
-
+    exec_agent(agent, path, argv, env)
 
 register(Gemini())
 
@@ -3382,7 +3409,7 @@ class Pi(Agent):
     API = {"anthropic": ("anthropic-messages", ""), "gemini": ("google-generative-ai", "/v1beta"),
            "responses": ("openai-responses", ""), "chat": ("openai-completions", "")}
 
-    def ttl(self, lifetime_days):
+    def ttl(self, lifetime):
         """Pi keeps no key: it runs the helper before every request."""
         return 0
 
@@ -3447,7 +3474,8 @@ class Pi(Agent):
         record = {"agent": self.name, "dir": directory, "settings": os.path.join(directory, "models.json")}
         spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
         if spec and spec.agent == self.name:
-            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli)
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli,
+                          auth=spec.auth, config_file=spec.config_file)
         return [record]
 
     def unconfigure(self, record, report):
@@ -3491,7 +3519,113 @@ register(Pi())
 
 
 # --------------------------------------------------------------------------------------
-# 13. Dependencies: installing agents and the Databricks CLI
+# 13. GitHub Copilot CLI
+#
+# Copilot CLI (npm @github/copilot) takes a custom model provider ("BYOK") only from its
+# environment (`copilot help providers`): COPILOT_PROVIDER_BASE_URL, _TYPE, _WIRE_API,
+# _HEADERS, COPILOT_MODEL, and COPILOT_PROVIDER_API_KEY_COMMAND, a shell command that
+# "prints a fresh API key for each provider request" (type openai sends it as
+# Authorization: Bearer; type anthropic as x-api-key, which the workspace refuses, so
+# every model goes through the OpenAI shapes). fmapi writes no file of Copilot's: it
+# keeps its helper in $COPILOT_HOME (default ~/.copilot), and `fmapi copilot ARGS...`
+# starts Copilot with that environment, the helper as the key command. The same
+# variables in a shell profile make a bare `copilot` work (setup prints them).
+# --------------------------------------------------------------------------------------
+
+# No release note names the version that added COPILOT_PROVIDER_API_KEY_COMMAND (changelog.json
+# of 1.0.102 mentions BYOK keys since 0.0.370, not the command): the oldest version verified is required.
+COPILOT_MIN_VERSION = (1, 0, 102)
+COPILOT_CLEARED = ("COPILOT_PROVIDER_API_KEY", "COPILOT_PROVIDER_BEARER_TOKEN",  # would beat or replace the command
+                   "COPILOT_PROVIDER_MODEL_ID", "COPILOT_PROVIDER_WIRE_MODEL")  # would rename fmapi's model
+
+
+class Copilot(Agent):
+    name = "copilot"
+    title = "GitHub Copilot CLI"
+    command = "copilot"
+    npm_package = "@github/copilot"
+    pat_comment = "Copilot CLI FMAPI"
+    default_model = "databricks-gpt-5-2"
+    family = ""  # every family, through the OpenAI shapes
+    min_version = COPILOT_MIN_VERSION
+
+    def ttl(self, lifetime):
+        """Copilot keeps no key: it runs the command before every request."""
+        return 0
+
+    def install_dir(self, location=None):
+        """$COPILOT_HOME (Copilot's configuration and state), else ~/.copilot."""
+        return os.path.abspath(os.path.expanduser(os.environ.get("COPILOT_HOME") or os.path.join("~", ".copilot")))
+
+    def env_for(self, record):
+        """The environment `fmapi copilot` adds (no token in it: the helper is the key command)."""
+        import shlex
+
+        kind, _ = model_route(record["host"], record["model"])
+        return {
+            "COPILOT_PROVIDER_BASE_URL": record["host"] + CODEX_BASE_PATH,  # Responses or chat completions beneath
+            "COPILOT_PROVIDER_TYPE": "openai",
+            "COPILOT_PROVIDER_WIRE_API": "responses" if kind == "responses" else "completions",
+            "COPILOT_PROVIDER_API_KEY_COMMAND": shlex.quote(self.helper_path(record)),
+            "COPILOT_PROVIDER_HEADERS": "%s: %s" % CODING_AGENT_HEADER,
+            "COPILOT_MODEL": record["model"],
+        }
+
+    def configure(self, record, previous):
+        write_helper(self.helper_path(record), self.token_spec(record), self.title)
+        for key in COPILOT_CLEARED:
+            if os.environ.get(key):
+                warn("%s is set in your environment: `fmapi copilot` leaves it out, a bare `copilot` would use it." % key)
+        return dict(record, settings=self.helper_path(record))
+
+    def discover(self):
+        directory = self.install_dir()
+        spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
+        if not (spec and spec.agent == self.name):
+            return []
+        return [{"agent": self.name, "dir": directory, "settings": os.path.join(directory, HELPER_NAME),
+                 "host": spec.host, "profile": spec.profile, "lifetime_days": spec.lifetime_days, "cli": spec.cli,
+                 "auth": spec.auth, "config_file": spec.config_file}]
+
+    def unconfigure(self, record, report):
+        directory = record["dir"]
+        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+            if remove_file(os.path.join(directory, name)):
+                report.removed.append(tilde(os.path.join(directory, name)))
+        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME)):
+            remove_file(leftover)
+            report.removed.append(tilde(leftover))
+        try:
+            os.rmdir(directory)  # only when Copilot never ran here
+        except OSError:
+            pass
+
+    def finish_message(self, record):
+        import shlex
+
+        lines = ["Done. Run: fmapi copilot [ARGS...] (it starts Copilot CLI on %s, model %s; arguments go to copilot)."
+                 % (record["host"], record["model"]),
+                 "For a bare `copilot`, put these lines in your shell profile (no token in them; the helper runs per request):"]
+        lines += ["  export %s=%s" % (key, shlex.quote(value)) for key, value in self.env_for(record).items()]
+        return "\n".join(lines)
+
+
+def run_copilot(argv):
+    """`fmapi copilot ARGS...`: a live token now, then exec `copilot ARGS...` with the provider environment."""
+    agent = AGENTS["copilot"]
+    record = find_install(agent)
+    path = launch_path(agent)
+    launch_token(agent, agent.token_spec(record))  # signs in again on a terminal before Copilot starts
+    env = {key: value for key, value in os.environ.items() if key not in COPILOT_CLEARED}
+    env.update(agent.env_for(record))
+    exec_agent(agent, path, argv, env)
+
+
+register(Copilot())
+
+
+# --------------------------------------------------------------------------------------
+# 14. Dependencies: installing agents and the Databricks CLI
 # --------------------------------------------------------------------------------------
 
 CLAUDE_INSTALL = "curl -fsSL https://claude.ai/install.sh | bash"
@@ -3590,7 +3724,7 @@ def check_version(agent, path):
 
 
 # --------------------------------------------------------------------------------------
-# 14. The terminal: prompts and the arrow-key selector
+# 15. The terminal: prompts and the arrow-key selector
 # --------------------------------------------------------------------------------------
 
 
@@ -3674,7 +3808,7 @@ def select(label, options, default=0):
 
 
 # --------------------------------------------------------------------------------------
-# 15. Commands: setup, token, uninstall, status
+# 16. Commands: setup, token, uninstall, status
 # --------------------------------------------------------------------------------------
 
 HTTPS_MESSAGE = "Workspace URL must start with https://"
@@ -4060,11 +4194,11 @@ def cmd_status(args):
 
 
 # --------------------------------------------------------------------------------------
-# 16. Command line and main()
+# 17. Command line and main()
 # --------------------------------------------------------------------------------------
 
 DESCRIPTION = (
-    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI, Pi) to use models served by "
+    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI, GitHub Copilot CLI, Pi) to use models served by "
     "Databricks Foundation Model API, with short-lived tokens that renew by themselves."
 )
 EPILOG = """\
@@ -4073,6 +4207,7 @@ examples:
   fmapi setup --yes --host https://my-workspace.cloud.databricks.com
   fmapi setup --agent codex               set up OpenAI Codex
   fmapi setup --agent gemini              set up Gemini CLI, then start it with: fmapi gemini
+  fmapi setup --agent copilot             set up GitHub Copilot CLI, then start it with: fmapi copilot
   fmapi setup --agent pi                  set up Pi (its helper runs before every request)
   fmapi token                             print the current token of the ~/.claude install
   fmapi status                            list installs and their tokens
@@ -4162,13 +4297,21 @@ def build_parser():
                     "this process with `gemini ARGS...` and the environment it needs.")
     gemini.add_argument("args", nargs=argparse.REMAINDER, help="arguments for gemini")
 
+    copilot = commands.add_parser(
+        "copilot", help="start GitHub Copilot CLI on the workspace (arguments go to copilot)",
+        description="Check the Copilot install's token (signing in again on a terminal), then replace this "
+                    "process with `copilot ARGS...` and the provider environment, whose key command is "
+                    "fmapi's helper.")
+    copilot.add_argument("args", nargs=argparse.REMAINDER, help="arguments for copilot")
+
     commands.add_parser("status", help="list installs and the state of their tokens",
                         description="List every install fmapi finds, its workspace and profile, and "
                                     "how long its cached token has left.")
     return parser
 
 
-COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "status")
+COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "copilot", "status")
+LAUNCHERS = {"gemini": "run_gemini", "copilot": "run_copilot"}  # `fmapi AGENT ARGS...`: every argument is the agent's
 
 
 def normalize_argv(argv):
@@ -4192,8 +4335,8 @@ def main(argv=None):
     global INHERITED_UMASK
     INHERITED_UMASK = os.umask(0o077)
     argv = normalize_argv(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "gemini" and "gemini" in AGENTS:
-        handler = run_gemini
+    if argv and argv[0] in LAUNCHERS and argv[0] in AGENTS:
+        handler = globals()[LAUNCHERS[argv[0]]]
         args = argv[1:]
     else:
         args = build_parser().parse_args(argv)
