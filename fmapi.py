@@ -145,6 +145,44 @@ def step(number, total, title):
     say("\n[%d/%d] %s" % (number, total, title))
 
 
+def _free_space(path):
+    """Free space of the file system holding ``path`` (or its nearest existing parent), for people."""
+    probe = os.path.abspath(path)
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe) if os.path.dirname(probe) != probe else ""
+    try:
+        st = os.statvfs(probe or "/")
+    except OSError:
+        return "unknown"
+    free = st.f_bavail * st.f_frsize
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if free < 1024 or unit == "GB":
+            return ("%d %s" % (free, unit)) if unit == "bytes" else ("%.1f %s" % (free, unit))
+        free /= 1024.0
+    return "unknown"
+
+
+def os_error_text(exc, where=None, doing=None):
+    """(message, fix) for an OSError on a file fmapi reads or writes: the file, the cause, what to do.
+
+    A full disk (ENOSPC, EDQUOT) or a file-size limit (EFBIG) names the file and the free space;
+    only a read-only file system (EROFS) says so; anything else asks for ownership and permissions.
+    """
+    import errno
+
+    filename = exc.filename or where
+    shown = tilde(filename) if filename else "a file"
+    reason = exc.strerror or str(exc)
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG):
+        return ("%s %s: %s (%s free there)." % (doing or "could not write", shown, reason, _free_space(filename or ".")),
+                "Free some disk space (or raise the file-size/quota limit), then retry.")
+    if code == errno.EROFS:
+        return ("%s %s: the file system is read-only." % (doing or "could not write", shown),
+                "Run fmapi where that directory is writable, then retry.")
+    return ("%s: %s." % ((doing + " " if doing else "") + shown, reason), "Check that you own it and can write there, then retry.")
+
+
 # --------------------------------------------------------------------------------------
 # 3. Files: atomic writes, JSON, backups
 # --------------------------------------------------------------------------------------
@@ -157,6 +195,7 @@ def write_atomic(path, data, mode=0o600):
     final mode before any byte is written, is fsynced, and is removed on any failure,
     KeyboardInterrupt and SystemExit (SIGTERM) included.
     """
+    import errno
     import tempfile
 
     path = os.fspath(path)
@@ -168,15 +207,19 @@ def write_atomic(path, data, mode=0o600):
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.write(data)  # buffered: loops over short writes, raises on ENOSPC/EFBIG
             handle.flush()
             os.fsync(handle.fileno())
+        if os.stat(tmp).st_size != len(data):
+            raise OSError(errno.ENOSPC, "written short (%d of %d bytes)" % (os.stat(tmp).st_size, len(data)), path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # name the file, not the temporary one
+            raise OSError(exc.errno, exc.strerror or str(exc), path) from None
         raise
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -188,19 +231,138 @@ def write_atomic(path, data, mode=0o600):
         pass
 
 
+def check_link_target(path):
+    """The real path of a user's file; FmapiError when it is a symlink to what another user owns.
+
+    A dotfile manager's link (to a file the user owns, or a missing file in the user's own
+    directory) is followed; a link planted to someone else's file is not.
+    """
+    real = os.path.realpath(path)
+    if real == os.path.abspath(path):
+        return real
+    euid = os.geteuid()
+    try:
+        owner = os.stat(real).st_uid
+    except FileNotFoundError:
+        try:
+            owner = os.stat(os.path.dirname(real)).st_uid
+        except OSError:
+            owner = euid  # nothing there: writing fails with its own error
+    except OSError:
+        owner = euid
+    if owner != euid:
+        raise FmapiError("%s is a symlink to %s, which another user (uid %d) owns; fmapi left both untouched."
+                         % (tilde(path), tilde(real), owner),
+                         fix="Replace the link with your own file (or point it at a file you own), then retry.")
+    return real
+
+
 def write_in_place(path, data, mode=None):
     """Rewrite a user's file atomically where it really lives, keeping its mode.
 
     A symlink (a dotfile manager's) stays a symlink: its target is replaced. ``mode`` is
     forced when given; otherwise the file's current mode is kept (0600 for a new file).
     """
-    real = os.path.realpath(path)
+    real = check_link_target(path)
     if mode is None:
         try:
             mode = os.stat(real).st_mode & 0o777
         except OSError:
             mode = 0o600
     write_atomic(real, data, mode)
+
+
+def _unsafe_reason(st, euid, final):
+    """Why a directory with stat ``st`` is not private to ``euid`` (None when it is)."""
+    import stat
+
+    if st.st_uid not in (euid, 0):
+        return "it is owned by another user (uid %d)" % st.st_uid
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    if st.st_mode & 0o002:
+        # /tmp-like: sticky and root's, others may add names but not move ours; never for the final directory
+        if final or not (st.st_mode & stat.S_ISVTX and st.st_uid == 0):
+            return "other users can write to it (mode %04o)" % (st.st_mode & 0o7777)
+    if st.st_mode & 0o020 and not _own_group(st.st_gid, euid):
+        return "its group (gid %d) can write to it (mode %04o)" % (st.st_gid, st.st_mode & 0o7777)
+    return None
+
+
+def _own_group(gid, euid):
+    """True when group ``gid`` is the user's private group (user-private-group systems: umask 002)."""
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwuid(euid).pw_name
+        group = grp.getgrgid(gid)
+    except (KeyError, ImportError):
+        return False
+    return gid == 0 and euid == 0 or (group.gr_name == user and set(group.gr_mem) <= {user})
+
+
+def check_private_dir(directory, what="the token helper, cache and lock"):
+    """Refuse (FmapiError) to use ``directory`` when a user other than this one (or root) could write there.
+
+    Every existing directory on the way to it, as given and as resolved through symlinks, must be
+    owned by the effective user or root and not writable by others (a root-owned sticky directory
+    such as /tmp is fine on the way, never as the directory itself). A missing directory is fine:
+    fmapi creates it 0700. Costs a few stat calls; never on the token helper's cache-hit path.
+    """
+    euid = os.geteuid()
+    given = os.path.abspath(directory)
+    real = os.path.realpath(given)
+    for path in (given, real):
+        probe = path
+        chain = []
+        while True:
+            chain.append(probe)
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        final = True  # the directory itself, or the nearest existing one fmapi would create it in
+        for entry in chain:
+            try:
+                st = os.stat(entry)
+            except OSError:
+                continue  # not there yet (fmapi creates it 0700)
+            reason = _unsafe_reason(st, euid, final or entry == real)
+            final = False
+            if reason:
+                raise FmapiError(
+                    "refusing to put %s in %s: %s%s; nothing was written."
+                    % (what, tilde(directory), tilde(entry) + ": " if entry != given else "", reason),
+                    fix="Use a directory only you can write to (e.g. chmod go-w %s, or another location), then retry."
+                        % tilde(entry))
+
+
+def open_private(path):
+    """The bytes of a file fmapi wrote for this user, or None when it is missing or not trustworthy.
+
+    The final symlink is not followed (O_NOFOLLOW), and a file another user owns or that
+    group/others may read is ignored: one fstat of the open file, cheap enough for the hot path.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077 or not (st.st_mode & 0o170000 == 0o100000):
+            return None
+        chunks = [os.read(fd, st.st_size + 1)]  # one read for a file that did not grow since the fstat
+        while len(chunks) > 1 or len(chunks[0]) > st.st_size:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_bytes(path):
@@ -646,11 +808,13 @@ def parse_rfc3339(text):
 
 
 def read_cache(path):
-    """The cache's JSON object, or None when it is missing or unreadable."""
+    """The cache's JSON object, or None when it is missing, unreadable or not trustworthy (open_private)."""
+    raw = open_private(path)
+    if not raw:
+        return None
     try:
-        with open(path, "rb") as handle:
-            value = json.loads(handle.read())
-    except (OSError, ValueError):
+        value = json.loads(raw)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
@@ -695,18 +859,33 @@ def helper_main(argv):
     the TokenSpec (as JSON) is only parsed when a PAT must be minted, so the helper keeps
     working when the cache is deleted.
     """
-    directory, host, min_left, spec_json = argv
     try:
-        with open(os.path.join(directory, CACHE_NAME), "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        raw = b""
-    cache = peek_cache(raw) or (read_cache(os.path.join(directory, CACHE_NAME)) if raw else None)
-    token = usable_token(cache, host, int(min_left))
-    if token:
-        os.write(1, (token + "\n").encode())
-        return 0
-    return serve_token(TokenSpec(**json.loads(spec_json)), background_revoke=True)
+        directory, host, min_left, spec_json = argv
+        raw = open_private(os.path.join(directory, CACHE_NAME)) or b""
+        cache = peek_cache(raw) or (read_cache(os.path.join(directory, CACHE_NAME)) if raw else None)
+        token = usable_token(cache, host, int(min_left))
+        if token:
+            os.write(1, (token + "\n").encode())
+            return 0
+        return serve_token(TokenSpec(**json.loads(spec_json)), background_revoke=True)
+    except Exception as exc:  # the agent shows stderr: one line, never a traceback
+        return report_crash(exc)
+
+
+def report_crash(exc):
+    """One line on stderr for an exception nobody expected on the helper's path; exit status 1.
+
+    Only the exception's type and where it happened are shown (its text may hold a URL or a
+    value from a user's file), with the command that reproduces it for a bug report.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = " at line %d" % tb.tb_lineno if tb is not None else ""
+    sys.stderr.write("fmapi: the token helper failed (%s%s in fmapi %s). Run `fmapi token` to retry, and report "
+                     "it with `fmapi --version` at %s/issues\n" % (type(exc).__name__, where, __version__, HOMEPAGE))
+    sys.stderr.flush()
+    return 1
 
 
 def serve_token(spec, background_revoke=False):
@@ -723,8 +902,7 @@ def serve_token(spec, background_revoke=False):
         token, replaced = obtain_token(spec, deadline=Deadline(HELPER_DEADLINE))
     except (FmapiError, OSError) as exc:
         if not isinstance(exc, FmapiError):
-            exc = FmapiError("%s: %s." % (getattr(exc, "filename", None) or "file error", exc.strerror or exc),
-                             fix="Check the permissions and free space of %s, then retry." % spec.dir)
+            exc = FmapiError(*os_error_text(exc, spec.dir))
         print(exc.render(), file=sys.stderr, flush=True)
         cache = read_cache(spec.cache_path)
         stale = usable_token(cache, spec.host, MIN_REMAINING)
@@ -1598,7 +1776,15 @@ def _lock(path, wait=RENEW_LOCK_WAIT):
     """
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:  # a planted symlink is never followed: no file is created where it points
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        import errno
+
+        if exc.errno != errno.ELOOP:
+            raise
+        raise FmapiError("%s is a symbolic link, not fmapi's lock file; fmapi did not follow it." % tilde(path),
+                         fix="Remove the link (rm %s), then retry." % tilde(path)) from None
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -1619,8 +1805,7 @@ def _save_cache(spec, entry, on_failure=None):
     except OSError as exc:
         if on_failure:
             on_failure()
-        raise FmapiError("could not save the token cache %s: %s." % (spec.cache_path, exc.strerror or exc),
-                         fix="Free some disk space or fix the permissions of %s, then retry." % spec.dir) from None
+        raise FmapiError(*os_error_text(exc, spec.cache_path, "could not save the token cache")) from None
 
 
 class PatCredential:
@@ -1727,6 +1912,7 @@ def obtain_token(spec, force=False, bearer=None, deadline=None):
     workspace all fit in ``deadline`` (a Deadline; default SETUP_DEADLINE from now). Raises
     FmapiError (SessionExpired, PatRefused, CliError, Unreachable, ...).
     """
+    check_private_dir(spec.dir)  # never a cache or lock where another user can write
     return CREDENTIALS[spec.auth].obtain(spec, force, bearer, deadline)
 
 
@@ -1777,18 +1963,45 @@ def save_registry(installs):
     if installs:
         write_atomic(registry_path(), dump_json({"version": 1, "installs": installs}))
         return
-    remove_file(registry_path())
-    for leftover in ("runtime/__pycache__", "runtime", ""):
-        path = os.path.join(data_home(), leftover)
-        if leftover == "runtime/__pycache__":
-            for name in _listdir(path):
-                remove_file(os.path.join(path, name))
-        if leftover == "runtime":
-            remove_file(os.path.join(path, "fmapi.py"))
+    remove_runtime()
+
+
+def remove_runtime(report=None):
+    """Delete the runtime copy, then the record, then the data directory if fmapi left it empty.
+
+    The record goes last: an uninstall killed half-way still has it, and the next one finishes.
+    Temporary files a killed write left behind go too.
+    """
+    def gone(path):
+        if remove_file(path) and report is not None:
+            report.removed.append(tilde(path))
+
+    runtime = runtime_dir()
+    cache_dir = os.path.join(runtime, "__pycache__")
+    for name in _listdir(cache_dir):
+        if name.startswith("fmapi.") and (name.endswith(".pyc") or name.endswith(TMP_SUFFIX)):
+            gone(os.path.join(cache_dir, name))
+    for leftover in leftover_temp_files(runtime, ("fmapi.py",)):
+        gone(leftover)
+    gone(os.path.join(runtime, "fmapi.py"))
+    for leftover in leftover_temp_files(data_home(), ("installs.json",)):
+        gone(leftover)
+    gone(registry_path())
+    for path in (cache_dir, runtime, data_home()):
         try:
             os.rmdir(path)
         except OSError:
             pass
+
+
+def runtime_leftovers():
+    """fmapi's own files in its data directory (runtime copy, record, temporary files), if any remain."""
+    runtime = runtime_dir()
+    cache_dir = os.path.join(runtime, "__pycache__")
+    found = [os.path.join(cache_dir, n) for n in _listdir(cache_dir) if n.startswith("fmapi.")]
+    found += leftover_temp_files(runtime, ("fmapi.py",)) + leftover_temp_files(data_home(), ("installs.json",))
+    found += [p for p in (os.path.join(runtime, "fmapi.py"), registry_path()) if os.path.lexists(p)]
+    return sorted(found)
 
 
 def _listdir(path):
@@ -1815,19 +2028,109 @@ def own_source():
     return source.encode("utf-8")
 
 
-def install_runtime():
-    """Copy fmapi.py to the data directory and byte-compile it for the helpers to import."""
+def runtime_paths():
+    """(runtime fmapi.py, its compiled copy for this interpreter)."""
     import importlib.util
-    import py_compile
 
     target = os.path.join(runtime_dir(), "fmapi.py")
+    return target, importlib.util.cache_from_source(target)
+
+
+def _compiled(source, target, st):
+    """The .pyc bytes Python's import system accepts for ``source`` at ``target`` (PEP 552 timestamp form)."""
+    import importlib.util
+    import marshal
+
+    code = compile(source, target, "exec", dont_inherit=True, optimize=0)
+    header = importlib.util.MAGIC_NUMBER + b"\0\0\0\0"
+    header += (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    return header + marshal.dumps(code)
+
+
+def runtime_problem():
+    """Why the helpers' runtime copy would fail or run slow (one line), or None when it is sound.
+
+    Checks that the source is there and compiles, and that the compiled copy matches it and
+    loads (a .pyc cut short on a full disk makes every helper fail with
+    ``EOFError: marshal data too short``, issue 17).
+    """
+    import marshal
+
+    target, cfile = runtime_paths()
+    try:
+        source = read_bytes(target)
+        st = os.stat(target) if source is not None else None
+        data = read_bytes(cfile)
+    except OSError as exc:
+        return "cannot be read (%s)" % (exc.strerror or exc)
+    if source is None:
+        return "%s is missing" % tilde(target)
+    fresh = data is not None and len(data) > 16 and data[8:16] == (
+        (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    if fresh and data[:4] == _magic():
+        try:
+            marshal.loads(data[16:])
+            return None
+        except (EOFError, ValueError, TypeError) as exc:
+            return "its compiled copy %s is damaged (%s)" % (tilde(cfile), exc)
+    try:
+        compile(source, target, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        return "%s is damaged (%s)" % (tilde(target), type(exc).__name__)
+    return "its compiled copy %s is missing or out of date (helpers start slower)" % tilde(cfile)
+
+
+def _magic():
+    import importlib.util
+
+    return importlib.util.MAGIC_NUMBER
+
+
+def install_runtime():
+    """Copy fmapi.py to the data directory and write its compiled copy, both verified.
+
+    Both go through write_atomic (a short write is an error, never a truncated file) and are
+    read back: FmapiError (naming the file and the free space) unless helpers can load them.
+    Returns the runtime copy's path.
+    """
+    check_private_dir(runtime_dir(), "the token helpers' runtime copy")
+    target, cfile = runtime_paths()
     source = own_source()
     if read_bytes(target) != source:
         write_atomic(target, source, 0o600)
-    cfile = importlib.util.cache_from_source(target)
-    os.makedirs(os.path.dirname(cfile), mode=0o700, exist_ok=True)
-    py_compile.compile(target, cfile=cfile, doraise=True)
+    compile_runtime(source)
     return target
+
+
+def compile_runtime(source=None):
+    """(Re)write the compiled copy of the runtime fmapi.py; FmapiError when it cannot be verified."""
+    target, cfile = runtime_paths()
+    if source is None:
+        source = read_bytes(target)
+    st = os.stat(target)
+    data = _compiled(source, target, st)
+    if read_bytes(cfile) != data:
+        os.makedirs(os.path.dirname(cfile), mode=0o700, exist_ok=True)
+        write_atomic(cfile, data, 0o600)
+    problem = runtime_problem()
+    if problem or read_bytes(cfile) != data or read_bytes(target) != source:
+        raise FmapiError("the token helpers' runtime copy did not verify after writing it: %s (%s free there)."
+                         % (problem or "it reads back different", _free_space(cfile)),
+                         fix="Free some disk space, then run fmapi setup again.")
+
+
+def runtime_fallback(exc):
+    """Called by a helper whose compiled runtime copy failed to load (it now runs from the source).
+
+    Rewrites the compiled copy; when that fails too, says on stderr, once per helper run, what to
+    run. The token is still served.
+    """
+    try:
+        compile_runtime()
+    except (FmapiError, OSError):
+        sys.stderr.write("fmapi: the helpers' compiled runtime copy is damaged (%s); running from the source, "
+                         "slower. Free some disk space, then run: fmapi setup\n" % type(exc).__name__)
+        sys.stderr.flush()
 
 
 def interpreter():
@@ -1844,11 +2147,33 @@ def interpreter():
     return exe
 
 
+# What a helper runs: import the compiled runtime copy; when that fails (a damaged .pyc),
+# run the source instead and let runtime_fallback repair the compiled copy or say what to run.
+HELPER_BOOT = """import sys
+sys.path.insert(0, sys.argv[1])
+try:
+    import fmapi
+except Exception as exc:
+    sys.modules.pop("fmapi", None)
+    try:
+        import types
+        fmapi = types.ModuleType("fmapi")
+        fmapi.__file__ = sys.argv[1] + "/fmapi.py"
+        sys.modules["fmapi"] = fmapi
+        with open(fmapi.__file__, "rb") as f:
+            exec(compile(f.read(), fmapi.__file__, "exec"), fmapi.__dict__)
+    except Exception as second:
+        sys.stderr.write("fmapi: the token helpers' runtime copy in %s is missing or damaged (%s); repair it with: fmapi setup\\n" % (sys.argv[1], type(second).__name__))
+        sys.exit(1)
+    fmapi.runtime_fallback(exc)
+sys.exit(fmapi.helper_main(sys.argv[2:]))"""
+
+
 def helper_script(spec, title):
     """The text of a helper: /bin/sh starting the real interpreter on the compiled runtime."""
     import shlex
 
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import fmapi; sys.exit(fmapi.helper_main(sys.argv[2:]))"
+    code = "exec(%r)" % HELPER_BOOT  # one line, so the exec line stays one line
     words = [interpreter(), "-I", "-S", "-B", "-c", code, runtime_dir(), spec.dir, spec.host, str(spec.min_left), spec.to_json()]
     return (
         "#!/bin/sh\n"
@@ -1870,14 +2195,14 @@ def spec_from_helper(path):
     raw = read_bytes(path)
     if not raw:
         return None
-    for line in raw.decode("utf-8", "replace").splitlines():
-        if line.startswith("exec "):
-            try:
-                data = json.loads(shlex.split(line)[-1])
-                return TokenSpec(**data)
-            except (ValueError, TypeError, IndexError):
-                return None
-    return None
+    text = "\n" + raw.decode("utf-8", "replace")
+    if "\nexec " not in text:
+        return None
+    try:  # the exec command may span lines (the boot code is quoted across them)
+        data = json.loads(shlex.split(text.split("\nexec ", 1)[1])[-1])
+        return TokenSpec(**data)
+    except (ValueError, TypeError, IndexError):
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -1904,6 +2229,7 @@ class Agent:
     min_version = None  # oldest agent version fmapi can configure
     node_version = None  # oldest Node.js the agent runs on, when it says nothing useful on an older one
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
+    uses_helper = True  # runs fmapi's helper (and so the runtime copy) on its own
 
     def ttl(self, lifetime):
         """How long the agent keeps a token before asking the helper again (seconds), for
@@ -2115,6 +2441,27 @@ class Claude(Agent):
             ("haiku", "Haiku model", previous.get("haiku") or CLAUDE_DEFAULTS["haiku"]),
         ]
 
+    # Keys fmapi reads or writes and the JSON type Claude Code expects there.
+    KNOWN_TYPES = (("env", dict, "an object"), ("apiKeyHelper", str, "a string"))
+
+    def check(self, record):
+        """Refuse (touching nothing) a settings file whose known keys fmapi would have to drop."""
+        path = self.settings_path(record)
+        check_link_target(path)
+        try:
+            settings = load_json_object(path)
+        except UnparsableFile:
+            return  # configure keeps its bytes aside and says so
+        self._check_types(path, settings)
+
+    def _check_types(self, path, settings):
+        for key, kind, name in self.KNOWN_TYPES:
+            if key in settings and not isinstance(settings[key], kind):
+                raise FmapiError("%s: \"%s\" is %s, not %s; fmapi left the file untouched."
+                                 % (tilde(path), key, json.dumps(settings[key])[:60], name),
+                                 fix="Fix it (Claude Code expects %s there, e.g. \"env\": {\"FOO\": \"bar\"}), "
+                                     "then re-run fmapi." % name)
+
     def env_for(self, record):
         return {
             "ANTHROPIC_MODEL": record["model"],
@@ -2140,9 +2487,8 @@ class Claude(Agent):
             moved = backup_aside(path)
             warn("%s was not valid JSON; your bytes are kept in %s and a fresh file is written." % (tilde(path), tilde(moved)))
             settings = {}
-        env = settings.get("env")
-        if not isinstance(env, dict):
-            env = {}
+        self._check_types(path, settings)
+        env = dict(settings.get("env") or {})
         for key in CLAUDE_STALE_KEYS:
             env.pop(key, None)
             settings.pop(key, None)
@@ -2818,6 +3164,7 @@ class Codex(Agent):
 
     def check(self, record):
         path = self.config_path(record)
+        check_link_target(path)
         text = self._read(path)
         if text is not None:
             self._refuse_legacy_profiles(path, text)
@@ -3113,6 +3460,7 @@ class Gemini(Agent):
     family = "gemini"
     min_version = (0, 19, 0)  # GEMINI_API_KEY_AUTH_MECHANISM and GEMINI_CLI_CUSTOM_HEADERS
     revoke_replaced = False  # a running session keeps the token it started with: let it expire
+    uses_helper = False  # `fmapi gemini` serves the token itself
 
     def install_dir(self, location=None):
         """<GEMINI_CLI_HOME or ~>/.gemini: Gemini CLI's own user directory."""
@@ -3145,6 +3493,7 @@ class Gemini(Agent):
         return settings
 
     def check(self, record):
+        check_link_target(self.settings_path(record))
         self.load_settings(self.settings_path(record))
 
     def configure(self, record, previous):
@@ -3445,6 +3794,7 @@ class Pi(Agent):
 
     def check(self, record):
         for path, container in ((self.models_path(record), "providers"), (self.settings_path(record), None)):
+            check_link_target(path)
             _, data = read_jsonc_file(path)
             if container and container in data and not isinstance(data[container], dict):
                 raise FmapiError("%s: \"%s\" is %s, not an object; fmapi left the file untouched."
@@ -3815,23 +4165,46 @@ HTTPS_MESSAGE = "Workspace URL must start with https://"
 
 
 def normalize_host(url):
-    """The workspace URL as ``scheme://host[:port]``; https only, or http on loopback."""
+    """The workspace URL as ``scheme://host[:port]``; https only, or http on loopback.
+
+    UsageError for anything a URL parser and IDNA (RFC 5891, Python's ``idna`` codec) would not
+    take as a host name: labels of 1 to 63 characters, at most 253 in all; a URL with a user name
+    or password is refused with that reason, and its text is never repeated.
+    """
     import urllib.parse
 
     text = url.strip()
     example = "e.g. https://my-workspace.cloud.databricks.com"
+    shown = text if len(text) <= 80 else text[:60] + "..."
+    invalid = UsageError("'%s' is not a valid workspace URL." % shown, fix="Give the full URL, " + example)
     if "://" not in text:
         raise UsageError(HTTPS_MESSAGE, fix="Give the full URL, " + example)
+    if "@" in text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]:
+        raise UsageError("the workspace URL must not contain a user name or password (user:password@); "
+                         "fmapi signs in through the Databricks CLI.", fix="Give only the host, " + example)
+    if len(text) > 2048 or any(c.isspace() for c in text):
+        raise invalid
     try:
         parts = urllib.parse.urlsplit(text)
         hostname, port = parts.hostname, parts.port
     except ValueError:
-        raise UsageError("'%s' is not a valid workspace URL." % text, fix="Give the full URL, " + example) from None
+        raise invalid from None
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http") or (scheme == "http" and not _is_loopback(hostname or "")):
         raise UsageError(HTTPS_MESSAGE, fix="Give the full URL, " + example)
-    if not hostname or any(c.isspace() for c in text) or parts.username or parts.password:
-        raise UsageError("'%s' is not a valid workspace URL." % text, fix="Give the full URL, " + example)
+    if not hostname or parts.username is not None or parts.password is not None:
+        raise invalid
+    if ":" not in hostname:  # not an IPv6 literal: a DNS name (or IPv4) that IDNA accepts
+        try:
+            ascii_host = hostname.rstrip(".").encode("idna").decode("ascii").lower()
+        except (UnicodeError, ValueError):
+            raise UsageError("'%s' is not a valid workspace URL: each part of the host name must have 1 to 63 "
+                             "characters." % shown, fix="Give the full URL, " + example) from None
+        labels = ascii_host.split(".")
+        if len(ascii_host) > 253 or not all(0 < len(label) <= 63 for label in labels) \
+                or not all(c.isalnum() or c in "-_" for label in labels for c in label):
+            raise invalid
+        hostname = ascii_host
     netloc = ("[%s]" % hostname) if ":" in hostname else hostname
     if port is not None:
         netloc += ":%d" % port
@@ -3965,6 +4338,9 @@ def cmd_setup(args):
         previous_same = previous
     else:
         previous_same = registry.get(record["dir"])
+    check_private_dir(record["dir"])
+    if agent.uses_helper:
+        check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     agent.check(record)
 
     total = 5
@@ -3978,6 +4354,8 @@ def cmd_setup(args):
     say("  signed in.")
 
     step(3, total, "Personal access token")
+    if agent.uses_helper:
+        install_runtime()  # written and verified before anything is minted
     spec = agent.token_spec(record)
     changed = bool(previous_same) and (
         previous_same.get("lifetime_days") != record["lifetime_days"] or previous_same.get("profile") != record["profile"]
@@ -4034,6 +4412,10 @@ def cmd_token(args):
     agent = AGENTS[args.agent]
     record = find_install(agent, getattr(args, "settings_location", None))
     spec = agent.token_spec(record)
+    problem = runtime_problem() if agent.uses_helper else None
+    if problem:
+        warn("%s's helper is broken: the runtime copy %s. Repair it with: fmapi setup%s"
+             % (agent.title, problem, "" if agent.name == "claude" else " --agent " + agent.name))
     return helper_main([spec.dir, spec.host, str(spec.min_left), spec.to_json()])
 
 
@@ -4075,10 +4457,12 @@ def legacy_rc_files():
 
 def remove_legacy_wrappers(report):
     """Cut the wrapper blocks out of ~/.zshrc and ~/.bashrc; every other byte stays."""
-    import shutil
-
     for path in legacy_rc_files():
-        real = os.path.realpath(path)  # a dotfile manager's symlink stays a symlink
+        try:
+            real = check_link_target(path)  # a dotfile manager's symlink stays a symlink
+        except FmapiError as exc:
+            report.failed.append(exc.message)
+            continue
         data = read_bytes(real)
         lines = data.splitlines(keepends=True)
         drop = set()
@@ -4088,10 +4472,10 @@ def remove_legacy_wrappers(report):
         try:
             mode = os.stat(real).st_mode & 0o7777
             backup = "%s.fmapi-backup-%s" % (real, time.strftime("%Y%m%d-%H%M%S"))
-            shutil.copy2(real, backup)
+            write_atomic(backup, data, mode)  # through the one writer: never a half backup
             write_atomic(real, kept, mode)
         except OSError as exc:
-            report.failed.append("%s: %s" % (tilde(path), exc))
+            report.failed.append(os_error_text(exc)[0])
             continue
         report.removed.append("the old shell wrapper from %s (backup: %s)" % (tilde(path), tilde(backup)))
 
@@ -4119,7 +4503,8 @@ def cmd_uninstall(args):
     registry = load_registry()
     installs = discover_installs(registry)
     rc_files = legacy_rc_files()
-    if not installs and not rc_files:
+    leftovers = runtime_leftovers() if not registry else []  # an earlier uninstall was cut short
+    if not installs and not rc_files and not leftovers:
         say("Nothing to uninstall.")
         return 0
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -4128,6 +4513,8 @@ def cmd_uninstall(args):
         say("  - " + describe_install(record))
     for path in rc_files:
         say("  - an old shell wrapper in %s" % tilde(path))
+    if leftovers:
+        say("  - fmapi's runtime files in %s (no install record is left)" % tilde(data_home()))
     if not args.yes:
         if not interactive:
             raise UsageError("not removing anything without confirmation.", fix="Run it again with --yes to remove the above.")
@@ -4151,7 +4538,10 @@ def cmd_uninstall(args):
         AGENTS[record["agent"]].unconfigure(record, report)
         registry.pop(directory, None)
     remove_legacy_wrappers(report)
-    save_registry(registry)
+    if registry:
+        save_registry(registry)
+    else:
+        remove_runtime(report if leftovers else None)
 
     if revoke:
         for host, profile, cli, config_file in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "", s[3] or "")):
@@ -4190,6 +4580,11 @@ def cmd_status(args):
         if record["agent"] != "gemini" and not os.access(helper, os.X_OK):
             say("  helper: missing (re-run fmapi setup to repair)")
             problems += 1
+        elif AGENTS[record["agent"]].uses_helper:
+            problem = runtime_problem()
+            if problem:
+                say("  helper: broken, the runtime copy %s (re-run fmapi setup to repair)" % problem)
+                problems += 1
     return 1 if problems else 0
 
 
@@ -4351,9 +4746,7 @@ def main(argv=None):
         print("\nfmapi: interrupted; files are as they were or complete, never half-written.", file=sys.stderr, flush=True)
         return 130
     except OSError as exc:  # a file fmapi must write or read: one line, no traceback
-        where = " %s:" % tilde(exc.filename) if exc.filename else ""
-        print("fmapi:%s %s.\n  Check that you own it and can write there (is HOME read-only?), then retry."
-              % (where, exc.strerror or exc), file=sys.stderr, flush=True)
+        print(FmapiError(*os_error_text(exc)).render(), file=sys.stderr, flush=True)
         return 1
 
 

@@ -43,7 +43,7 @@ def test_anything_but_https_gets_the_seed_message(url):
     assert err.value.code == 2
 
 
-@pytest.mark.parametrize("url", ["https://", "https://a b.com", "https://x.com:notaport", "https://user:pw@x.com"])
+@pytest.mark.parametrize("url", ["https://", "https://a b.com", "https://x.com:notaport"])
 def test_malformed_urls_get_one_line(url):
     with pytest.raises(fmapi.UsageError) as err:
         fmapi.normalize_host(url)
