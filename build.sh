@@ -14,7 +14,8 @@
 # from its tag reproduces the published sha256, and the committed man page stays what a
 # fresh build generates until the parser or the version changes.
 #
-# Needs python3 with the pinned tools of requirements-dev.txt (shiv, argparse-manpage);
+# Needs the pinned tools of requirements-dev.txt (shiv, argparse-manpage): python3 when it
+# has them, else the virtual environment `sh tests/run.sh` made in its cache;
 # PYTHON=/path/to/python3 picks another interpreter.
 set -eu
 cd "$(dirname "$0")"
@@ -37,9 +38,21 @@ for arg in "$@"; do
     esac
 done
 
-PYTHON=${PYTHON:-python3}
-"$PYTHON" -c 'import shiv, argparse_manpage' 2>/dev/null ||
-    die "$PYTHON lacks shiv or argparse-manpage: $PYTHON -m pip install -r requirements-dev.txt"
+has_tools() { "$1" -c 'import shiv, argparse_manpage' 2>/dev/null; }
+if [ -z "${PYTHON:-}" ]; then
+    # python3 when it has the tools, else the newest virtual environment tests/run.sh made.
+    PYTHON=python3
+    if ! has_tools "$PYTHON"; then
+        for venv in $(ls -td "${FMAPI_DEV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fmapi-dev}"/venv-*/ 2>/dev/null); do
+            if [ -f "$venv.complete" ] && has_tools "${venv}bin/python"; then
+                PYTHON=${venv}bin/python
+                break
+            fi
+        done
+    fi
+fi
+has_tools "$PYTHON" ||
+    die "$PYTHON lacks shiv or argparse-manpage: run sh tests/run.sh once (it installs them in a virtual environment of its own), or PYTHON=/path/to/python3 ./build.sh"
 
 # The one place of the version, the public home and the Python floor: fmapi.py itself.
 meta=$("$PYTHON" -B -c '

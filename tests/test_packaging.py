@@ -35,7 +35,9 @@ BUILD_INPUTS = ("fmapi.py", "build.sh", "requirements-dev.txt", "Formula/fmapi.r
 FORMULA = REPO_ROOT / "Formula" / "fmapi.rb"
 MAN_PAGE = REPO_ROOT / "man" / "fmapi.1"
 STUB = REPO_ROOT / "tests" / "formula_stub.rb"
-PYTHON = os.path.realpath(sys.executable)
+# sys.executable as it is, never resolved through symlinks: in a virtual environment the
+# resolved path is the base interpreter, which lacks the dev tools (shiv, argparse-manpage).
+PYTHON = os.path.abspath(sys.executable)
 CLAUDE_STANDIN = "echo '2.1.331 (Claude Code)'\n"
 
 
