@@ -4,7 +4,7 @@ Each test runs the real tests/run.sh of a copy of this work tree, with an empty 
 new contributor would: with a python3 that refuses global pip installs (PEP 668: an
 EXTERNALLY-MANAGED marker in a scratch interpreter's stdlib dir), and from inside another
 virtual environment. pip installs offline from the wheelhouse the outer run.sh keeps in its cache
-(the tests never reach the network); npm is a stand-in, because the pinned agents are 900 MB.
+(the tests never reach the network); npm is a stand-in, because the pinned agents are 1.8 GB.
 """
 
 from __future__ import annotations
