@@ -24,7 +24,7 @@ from conftest import REPO_ROOT
 
 RUN_SH = REPO_ROOT / "tests" / "run.sh"
 PINS = re.findall(r"(?m)^(?:AGENT_PINS=\")?([@a-z0-9/._-]+)@\$([A-Z_]+)\"?$", RUN_SH.read_text())
-VERSIONS = dict(re.findall(r"(?m)^([A-Z_]+_VERSION)=(\S+)$", RUN_SH.read_text()))
+VERSIONS = dict(re.findall(r"(?m)^([A-Z_]+_VERSION)=(\S+)(?:\s+#.*)?$", RUN_SH.read_text()))
 
 NPM_STANDIN = r"""#!/bin/sh
 # npm stand-in: records its arguments, "installs" each pin, and talks like npm does.
@@ -126,6 +126,12 @@ def npm_standin(tmp_path):
     return d
 
 
+def pins_of(npm_call):
+    """The package@version words of an npm command line (not the options, not the prefix)."""
+    words = npm_call.split()
+    return [w for i, w in enumerate(words) if "@" in w[1:] and not w.startswith("-") and words[i - 1] != "--prefix"]
+
+
 def tree_of(path: Path):
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
@@ -157,7 +163,7 @@ def test_fresh_machine_with_a_python_that_refuses_global_installs(tmp_path, npm_
     names = ", ".join("%s %s" % (label, VERSIONS[var]) for label, var in
                       zip(("Claude Code", "Codex", "Gemini CLI"), ("CLAUDE_CODE_VERSION", "CODEX_VERSION", "GEMINI_CLI_VERSION")))
     assert lines[1].startswith("tests/run.sh: installing the pinned agents (%s" % names), lines[1]
-    assert re.search(r"from npm into %s, about \d+ MB, once$" % re.escape(str(agents)), lines[1]), lines[1]
+    assert re.search(r"from npm into %s, about [\d.]+ [MG]B, once$" % re.escape(str(agents)), lines[1]), lines[1]
     # npm's notices and pip's chatter stay out; pytest's closing line is the last.
     assert "npm" not in r.stderr and "notice" not in r.stdout + r.stderr and "added 3" not in r.stdout
     assert "WARNING" not in r.stdout + r.stderr and "Collecting" not in r.stdout
@@ -167,7 +173,7 @@ def test_fresh_machine_with_a_python_that_refuses_global_installs(tmp_path, npm_
     assert len(calls) == 1
     for flag in ("--save-exact", "--no-audit", "--no-fund", "--loglevel=error", "--prefix %s" % agents):
         assert flag in calls[0], calls[0]
-    assert sorted(w for w in calls[0].split() if w.startswith("@")) == sorted("%s@%s" % (n, VERSIONS[v]) for n, v in PINS)
+    assert sorted(pins_of(calls[0])) == sorted("%s@%s" % (n, VERSIONS[v]) for n, v in PINS)
     # Nothing global: the scratch interpreter's prefix is as it was; the copy gained no venv.
     assert tree_of(tmp_path / "scratch") == site_before
     assert not (repo / ".venv").exists() and not any(repo.glob("venv*"))
@@ -189,7 +195,7 @@ def test_fresh_machine_with_a_python_that_refuses_global_installs(tmp_path, npm_
     assert "installing the dev tools" in r.stdout and "installing the pinned agents" in r.stdout
     assert len([p for p in cache.glob("venv-*") if p.is_dir()]) == 2
     calls = Path(env["NPM_LOG"]).read_text().splitlines()
-    assert [w for w in calls[-1].split() if w.startswith("@")] == ["%s@%s" % (name, VERSIONS[var])]
+    assert pins_of(calls[-1]) == ["%s@%s" % (name, VERSIONS[var])]
 
 
 def test_from_inside_another_virtual_environment(tmp_path, npm_standin):
