@@ -1625,15 +1625,21 @@ def create_pat(host, profile, bearer, comment, lifetime_days, agent=None, deadli
     return value, str(info.get("token_id", "")), expiry
 
 
-def max_pat_days(host, bearer):
-    """The workspace's maxTokenLifetimeDays (an int > 0), or None when there is none or it
-    cannot be read (non-admins may not read workspace-conf)."""
+def workspace_token_conf(host, bearer):
+    """``{"enableTokensConfig": str, "maxTokenLifetimeDays": int or None}`` from workspace-conf
+    (string values, e.g. "730"); ``{}`` when it cannot be read (non-admins may not read it)."""
     try:
-        answer = api(host, bearer, "GET", "/api/2.0/workspace-conf?keys=maxTokenLifetimeDays", deadline=Deadline(15))
+        answer = api(host, bearer, "GET", "/api/2.0/workspace-conf?keys=maxTokenLifetimeDays,enableTokensConfig",
+                     deadline=Deadline(15))
+    except FmapiError:
+        return {}
+    if not isinstance(answer, dict):
+        return {}
+    try:
         days = int(str(answer.get("maxTokenLifetimeDays") or "0").strip() or 0)
-    except (FmapiError, ValueError, AttributeError):
-        return None
-    return days if days > 0 else None
+    except ValueError:
+        days = 0
+    return {"enableTokensConfig": str(answer.get("enableTokensConfig") or ""), "maxTokenLifetimeDays": days if days > 0 else None}
 
 
 def list_pats(host, profile, bearer, deadline=None):
@@ -4255,7 +4261,14 @@ def collect_answers(agent, args, registry, interactive):
     else:
         profile = profile_for_host(profile_default, host, config_file)
 
-    answers = {"host": host, "profile": profile, "config_file": config_file}
+    if getattr(args, "auth", None):
+        auth = args.auth
+    elif interactive:
+        auth = AUTH_MODES[select("Credential", list(AUTH_LABELS), AUTH_MODES.index(prev.get("auth") or "pat"))]
+    else:
+        auth = prev.get("auth") or "pat"
+
+    answers = {"host": host, "profile": profile, "config_file": config_file, "auth": auth}
     if interactive:
         offer_models(agent, host, profile, config_file)
     for key, label, default in agent.prompts(prev):
@@ -4287,7 +4300,7 @@ def collect_answers(agent, args, registry, interactive):
 
     if args.pat_lifetime:
         days = args.pat_lifetime
-    elif interactive:
+    elif interactive and auth == "pat":
         labels = ["%d day%s" % (d, "" if d == 1 else "s") for d in PAT_LIFETIMES]
         current = prev.get("lifetime_days", DEFAULT_PAT_DAYS)
         days = PAT_LIFETIMES[select("PAT lifetime", labels, PAT_LIFETIMES.index(current) if current in PAT_LIFETIMES else 0)]
@@ -4348,30 +4361,37 @@ def cmd_setup(args):
     agent_path = ensure_command(agent.command, agent)
     check_version(agent, agent_path)
     record["cli"] = ensure_command("databricks")
+    if record["auth"] == "oauth":
+        require_force_refresh(record["cli"])
 
     step(2, total, "Databricks sign-in (profile %s on %s)" % (record["profile"], record["host"]))
     bearer = ensure_session(record["host"], record["profile"], record["cli"], record.get("config_file"))
     say("  signed in.")
 
-    step(3, total, "Personal access token")
+    cached = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
+    old_pat = cached if cached.get("token_id") and cached.get("auth", "pat") == "pat" else None
+    step(3, total, "Credential: %s" % CREDENTIALS[record["auth"]].title)
     if agent.uses_helper:
         install_runtime()  # written and verified before anything is minted
-    spec = agent.token_spec(record)
-    changed = bool(previous_same) and (
-        previous_same.get("lifetime_days") != record["lifetime_days"] or previous_same.get("profile") != record["profile"]
-    )
-    cached = read_cache(spec.cache_path) or {}
-    before = cached.get("token")
-    if not changed and cached_pat_revoked(spec, cached, bearer):
-        say("  the cached PAT is no longer valid in the workspace (revoked); replacing it.")
-        changed = True
-    token, replaced = obtain_token(spec, force=changed, bearer=bearer,
-                                   deadline=Deadline(SETUP_DEADLINE, notify=lambda text: say("  " + text)))
-    if replaced:
-        revoke_quietly(*replaced)
-    expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
-    say("  %s a PAT valid until %s (cache %s)." % ("kept" if token == before else "minted",
-        time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry)), tilde(spec.cache_path)))
+    if record["auth"] == "pat":
+        try:
+            setup_pat(agent, record, previous_same, cached, bearer)
+        except PatRefused as exc:
+            if getattr(args, "auth", None) == "pat":
+                raise
+            say("  " + exc.message)
+            if interactive and select("Use OAuth tokens instead (no PAT needed)?",
+                                      ["Yes, use OAuth tokens", "No, stop here"], 0) == 1:
+                raise
+            if not interactive:
+                say("  switching this install to OAuth tokens (as with --auth oauth).")
+            record["auth"] = "oauth"
+            require_force_refresh(record["cli"])
+    if record["auth"] == "oauth":
+        setup_oauth(agent, record, previous_same, cached)
+    if old_pat and (old_pat.get("host") != record["host"] or old_pat.get("profile") != record["profile"]
+                    or record["auth"] != "pat"):
+        retire_pat(record, previous_same or {}, old_pat)
 
     step(4, total, "%s configuration" % agent.title)
     record = agent.configure(record, previous_same)
@@ -4391,6 +4411,101 @@ def cmd_setup(args):
 
     say("\n" + agent.finish_message(record))
     return 0
+
+
+def setup_pat(agent, record, previous, cached, bearer):
+    """Step 3 in PAT mode: keep or mint the install's PAT; ``record`` learns the lifetime used.
+
+    A lifetime above the workspace's maximum is lowered to it (maxTokenLifetimeDays, or the
+    create call's refusal). Raises PatRefused when the workspace will not create PATs.
+    """
+    conf = workspace_token_conf(record["host"], bearer)
+    if conf.get("enableTokensConfig", "").strip().lower() == "false":
+        raise PatRefused(record["host"], "personal access tokens are disabled for this workspace", agent.name)
+    cap = conf.get("maxTokenLifetimeDays")
+    if cap and record["lifetime_days"] > cap:
+        say("  this workspace allows PATs of at most %d day%s; using that." % (cap, "" if cap == 1 else "s"))
+        record["lifetime_days"] = cap
+    spec = agent.token_spec(record)
+    prev = previous or {}
+    mine = cached if cached.get("auth", "pat") == "pat" else {}
+    changed = bool(mine) and (prev.get("lifetime_days") != record["lifetime_days"]
+                              or mine.get("profile", record["profile"]) != record["profile"]
+                              or mine.get("host") != record["host"])
+    before = mine.get("token")
+    if not changed and cached_pat_revoked(spec, mine, bearer):
+        say("  the cached PAT is no longer valid in the workspace (revoked); replacing it.")
+        changed = True
+    token, replaced = obtain_token(spec, force=changed, bearer=bearer,
+                                   deadline=Deadline(SETUP_DEADLINE, notify=lambda text: say("  " + text)))
+    if replaced and mine.get("profile", record["profile"]) == record["profile"]:
+        revoke_quietly(*replaced)  # the same workspace and profile; a move is retire_pat's
+    cache = read_cache(spec.cache_path) or {}
+    used = cache.get("lifetime_days")
+    if isinstance(used, int) and 0 < used < record["lifetime_days"]:
+        say("  the workspace refused a %d-day PAT; its maximum is %d day%s, so that is used."
+            % (record["lifetime_days"], used, "" if used == 1 else "s"))
+        record["lifetime_days"] = used
+    say("  %s a PAT valid until %s (cache %s)." % ("kept" if token == before else "minted",
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(cache.get("expiry", 0))), tilde(spec.cache_path)))
+
+
+def setup_oauth(agent, record, previous, cached):
+    """Step 3 in OAuth mode: the profile's OAuth access token in the install's cache.
+
+    A fresh token's life (normally 1 hour) is recorded as ``token_lifetime`` (seconds), from
+    which the agent's TTL and the helper's margin follow.
+    """
+    prev = previous or {}
+    record["token_lifetime"] = int(prev.get("token_lifetime") or OAUTH_LIFETIME) if prev.get("auth") == "oauth" \
+        else OAUTH_LIFETIME
+    spec = agent.token_spec(record)
+    mine = cached if cached.get("auth") == "oauth" else {}
+    changed = not mine or mine.get("host") != record["host"] or mine.get("profile") != record["profile"]
+    before = mine.get("token")
+    started = time.time()
+    token, _ = obtain_token(spec, force=changed, deadline=Deadline(SETUP_DEADLINE))
+    cache = read_cache(spec.cache_path) or {}
+    if token != before and isinstance(cache.get("expiry"), (int, float)):
+        record["token_lifetime"] = max(10, int(round((cache["expiry"] - started) / 10.0)) * 10)
+    say("  %s an OAuth access token valid until %s (cache %s); no PAT is created."
+        % ("kept" if token == before else "got", time.strftime("%Y-%m-%d %H:%M", time.localtime(cache.get("expiry", 0))),
+           tilde(spec.cache_path)))
+
+
+def retire_pat(record, previous, old):
+    """Revoke the PAT an install used before it moved to another workspace or profile, or to
+    OAuth, through the session of the profile that minted it (best effort: when that session
+    is dead, say which token is left and until when). That session is kept in
+    ``record["past_sessions"]`` so that `uninstall --revoke` still reaches its workspace."""
+    host, profile = old.get("host"), old.get("profile") or previous.get("profile")
+    cli, config_file = previous.get("cli") or record.get("cli"), previous.get("config_file")
+    if not host or not profile:
+        return
+    past = [entry for entry in record.get("past_sessions") or [] if isinstance(entry, dict)]
+    entry = {"host": host, "profile": profile, "cli": cli, "config_file": config_file}
+    if entry not in past and (host, profile) != (record["host"], record["profile"]):
+        past.append(entry)
+    if past:
+        record["past_sessions"] = past[-10:]
+    try:
+        bearer = oauth_token(host, profile, cli, config_file)
+        delete_pat(host, bearer, old["token_id"])
+    except FmapiError as exc:
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(old.get("expiry", 0)))
+        warn("could not revoke the PAT this install used on %s (profile %s): %s It stays valid until %s "
+             "(comment '%s'); revoke it in that workspace (User Settings > Developer > Access tokens), or later "
+             "with `fmapi uninstall --revoke`." % (host, profile, exc.message, until, old.get("comment") or ""))
+        return
+    say("  revoked the PAT this install used on %s (profile %s)." % (host, profile))
+
+
+def credential_summary(record):
+    """One line for `fmapi status`: the install's credential mode."""
+    if record.get("auth") == "oauth":
+        return "OAuth access token (no PAT; renewed through the Databricks CLI)"
+    days = int(record.get("lifetime_days") or DEFAULT_PAT_DAYS)
+    return "personal access token (PAT, %d-day lifetime)" % days
 
 
 def find_install(agent, location=None):
@@ -4499,6 +4614,19 @@ def describe_install(record):
     return "%s: %s%s" % (agent.title, tilde(where), extra)
 
 
+def revoke_sessions(records):
+    """{(host, profile, cli, config_file)} whose PATs `uninstall --revoke` must reach: every
+    PAT-mode install's, and every session an install used before it moved (``past_sessions``)."""
+    sessions = set()
+    for record in records:
+        if record.get("host") and record.get("profile") and record.get("auth") != "oauth":
+            sessions.add((record["host"], record["profile"], record.get("cli"), record.get("config_file")))
+        for past in record.get("past_sessions") or []:
+            if isinstance(past, dict) and past.get("host") and past.get("profile"):
+                sessions.add((past["host"], past["profile"], past.get("cli"), past.get("config_file")))
+    return sessions
+
+
 def cmd_uninstall(args):
     registry = load_registry()
     installs = discover_installs(registry)
@@ -4532,8 +4660,7 @@ def cmd_uninstall(args):
             revoke = select(question, ["No, let them expire on their own", "Yes, revoke them now"], 0) == 1
 
     report = Report()
-    sessions = {(r["host"], r["profile"], r.get("cli"), r.get("config_file"))
-                for r in installs.values() if r.get("host") and r.get("profile")}
+    sessions = revoke_sessions(installs.values())
     for directory, record in installs.items():
         AGENTS[record["agent"]].unconfigure(record, report)
         registry.pop(directory, None)
@@ -4544,6 +4671,9 @@ def cmd_uninstall(args):
         remove_runtime(report if leftovers else None)
 
     if revoke:
+        for record in installs.values():
+            if record.get("auth") == "oauth":
+                report.kept.append("%s: OAuth mode, no PAT to revoke" % describe_install(record))
         for host, profile, cli, config_file in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "", s[3] or "")):
             try:
                 bearer = oauth_token(host, profile, cli, config_file)
@@ -4569,13 +4699,14 @@ def cmd_status(args):
     problems = 0
     for record in installs.values():
         say(describe_install(record))
+        say("  credential: " + credential_summary(record))
         cache = read_cache(os.path.join(record["dir"], CACHE_NAME))
         if cache and isinstance(cache.get("expiry"), (int, float)):
             left = cache["expiry"] - time.time()
             state = "expired" if left <= 0 else "valid for %dh%02dm" % (left // 3600, left % 3600 // 60)
-            say("  cached PAT: %s" % state)
+            say("  cached token: %s" % state)
         else:
-            say("  cached PAT: none (the next agent start mints one)")
+            say("  cached token: none (the next agent start gets one)")
         helper = os.path.join(record["dir"], HELPER_NAME)
         if record["agent"] != "gemini" and not os.access(helper, os.X_OK):
             say("  helper: missing (re-run fmapi setup to repair)")
@@ -4643,7 +4774,8 @@ def build_parser():
 
     setup = commands.add_parser(
         "setup", help="set up a coding agent against the workspace (the default command)",
-        description="Install what is missing, sign in to Databricks, mint a PAT and write the agent's "
+        description="Install what is missing, sign in to Databricks, get a credential (a PAT, or the "
+                    "CLI's OAuth access token with --auth oauth) and write the agent's "
                     "configuration. Flags answer the questions; with --yes or without a terminal, "
                     "nothing is asked and missing answers take their defaults (a re-run's defaults "
                     "are the existing install's values).")
@@ -4658,10 +4790,15 @@ def build_parser():
     setup.add_argument("--haiku", metavar="M", help="Claude Code: Haiku model (default databricks-claude-haiku-4-5)")
     setup.add_argument("--settings-location", metavar="home|cwd|PATH",
                        help="Claude Code: where .claude/settings.json goes: home (~/.claude), cwd (./.claude) or PATH/.claude")
+    setup.add_argument("--auth", choices=AUTH_MODES, metavar="pat|oauth",
+                       help="what the agents get: a personal access token (pat: the default for a new install) or "
+                            "the Databricks CLI's OAuth access token (oauth: no PAT; 1-hour tokens); re-runs keep "
+                            "the install's, switching from pat revokes its PAT")
     setup.add_argument("--pat-lifetime", type=int, choices=PAT_LIFETIMES, metavar="1|3|5|7",
-                       help="lifetime of each personal access token, in days (default 1)")
+                       help="PAT mode: lifetime of each personal access token, in days (default 1; lowered to the "
+                            "workspace's maximum)")
     setup.add_argument("--min-remaining", type=min_remaining_minutes, metavar="MINUTES",
-                       help="safety margin: a cached PAT is handed out only if it outlives the agent's own "
+                       help="safety margin: a cached token is handed out only if it outlives the agent's own "
                             "token cache by this many minutes (default %d, at most %d)"
                             % (MIN_REMAINING // 60, MAX_MIN_REMAINING // 60))
     setup.add_argument("--write-env", action=argparse.BooleanOptionalAction, default=None,
@@ -4671,7 +4808,8 @@ def build_parser():
 
     token = commands.add_parser(
         "token", help="print a valid token for an install (what the agents' helper does)",
-        description="Print a valid PAT for the install on stdout and nothing else, renewing it when "
+        description="Print a valid token for the install (its PAT, or its OAuth access token in OAuth mode) on "
+                    "stdout and nothing else, renewing it when "
                     "needed. On failure the reason and the fix go to stderr and the exit status is non-zero.")
     agent_option(token, "serve")
     token.add_argument("--settings-location", metavar="home|cwd|PATH", help="Claude Code: which install (default home)")

@@ -296,7 +296,9 @@ class FakeWorkspace:
         self.rotate_refresh_tokens = False   # refresh grant returns a new refresh token if True
         self.serving_endpoints = _default_endpoints()
         self.max_token_lifetime_days = 730   # None = no workspace maximum
-        self.tokens_allowed = True           # False: token API -> 403 PERMISSION_DENIED
+        self.tokens_allowed = True           # False: this user may not use tokens -> 403 PERMISSION_DENIED
+        self.tokens_enabled = True           # False: an admin turned PATs off (enableTokensConfig "false")
+        self.workspace_conf_readable = True  # False: workspace-conf -> 403 (non-admins may not read it)
         self.check_models = True             # model traffic must name a READY endpoint
         self.user_name = "fake.user@example.com"
         self._failures = []
@@ -672,6 +674,11 @@ class FakeWorkspace:
             if not self.tokens_allowed:
                 return _error(403, "PERMISSION_DENIED",
                               "User does not have permission to use tokens.")
+            if not self.tokens_enabled:
+                # The exact text is not documented (shared/spec/databricks.md: "match on the code
+                # and the call, not the words"); the code and status are.
+                return _error(403, "PERMISSION_DENIED",
+                              "Personal access tokens are disabled for this workspace.")
             if path == "/api/2.0/token/create" and method == "POST":
                 return self._token_create(req, bearer)
             if path == "/api/2.0/token/list" and method == "GET":
@@ -753,11 +760,14 @@ class FakeWorkspace:
         return _json(200, {})
 
     def _workspace_conf(self, req):
+        if not self.workspace_conf_readable:
+            return _error(403, "PERMISSION_DENIED",
+                          "Only workspace admins can read the workspace configuration.")
         keys = [k.strip() for k in req["query"].get("keys", "").split(",") if k.strip()]
         known = {
             "maxTokenLifetimeDays": (None if self.max_token_lifetime_days is None
                                      else str(self.max_token_lifetime_days)),
-            "enableTokensConfig": "true",
+            "enableTokensConfig": "true" if self.tokens_enabled else "false",
         }
         bad = [k for k in keys if k not in known]
         if bad:

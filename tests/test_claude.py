@@ -507,6 +507,9 @@ def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, lo
     term.send(workspace.url + "/\r")
     term.expect("CLI profile name")
     term.send(logged_in + "\r")
+    term.expect("Credential")  # right after the profile (issue 11); PAT is the default for a new install
+    term.expect("renewed through the Databricks CLI)")
+    term.send(ENTER)
     term.expect("Model [databricks-claude-opus-4-6]")
     term.send("\r")
     term.expect("Opus model [databricks-claude-opus-4-6]")
@@ -535,6 +538,8 @@ def test_interactive_custom_path(home, workspace, logged_in, claude_stub, tmp_pa
     base = tmp_path / "proj"
     term = Terminal(["--host", workspace.url, "--profile", logged_in, "--model", "m", "--opus", "o", "--sonnet", "s",
                      "--haiku", "h"], cwd=os.getcwd())
+    term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
+    term.send(ENTER)
     term.expect("Settings location")
     term.send(DOWN + DOWN + ENTER)
     term.expect("Base path")
@@ -547,6 +552,8 @@ def test_interactive_custom_path(home, workspace, logged_in, claude_stub, tmp_pa
 
 def test_ctrl_c_at_a_selector_exits_130_restores_the_terminal_and_writes_nothing(home, workspace, logged_in, claude_stub):
     term = Terminal(["--host", workspace.url, "--profile", logged_in], cwd=os.getcwd())
+    term.expect("renewed through the Databricks CLI)")  # the Credential selector
+    term.send(ENTER)
     for label in ("Model", "Opus model", "Sonnet model", "Haiku model"):
         term.expect(label + " [")
         term.send("\r")

@@ -494,6 +494,8 @@ def test_interactive_setup_offers_the_workspaces_gpt_endpoints(home, workspace, 
     from test_claude import ENTER, Terminal
 
     term = Terminal(["--agent", "codex", "--host", workspace.url, "--profile", logged_in], cwd=os.getcwd())
+    term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
+    term.send(ENTER)
     seen = term.expect("Model [databricks-gpt-5-2]")
     assert "databricks-gpt-5-2-codex" in seen and "claude" not in seen.split("Chat endpoints", 1)[-1]
     term.send("databricks-gpt-5-2-codex\r")

@@ -483,6 +483,8 @@ def test_interactive_setup_offers_the_workspaces_gemini_endpoints(home, workspac
     term.send(workspace.url + "\r")
     term.expect("CLI profile name")
     term.send(logged_in + "\r")
+    term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
+    term.send("\r")
     term.expect("Chat endpoints for Gemini CLI on this workspace: databricks-gemini-2-5-pro, databricks-gemini-3-pro\r\n")
     term.expect("Model [databricks-gemini-2-5-pro]")
     term.send("databricks-gemini-3-pro\r")
