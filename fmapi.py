@@ -2099,13 +2099,26 @@ def install_runtime():
     read back: FmapiError (naming the file and the free space) unless helpers can load them.
     Returns the runtime copy's path.
     """
-    check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     target, cfile = runtime_paths()
+    if target in _RUNTIME_VERIFIED and _RUNTIME_VERIFIED[target] == _stamps(target, cfile):
+        return target  # setup installs it before minting, then again for each helper it writes
+    check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     source = own_source()
     if read_bytes(target) != source:
         write_atomic(target, source, 0o600)
     compile_runtime(source)
+    _RUNTIME_VERIFIED[target] = _stamps(target, cfile)
     return target
+
+
+_RUNTIME_VERIFIED = {}  # runtime copy -> (inode, size, mtime) of it and its compiled copy as this process verified them
+
+
+def _stamps(*paths):
+    try:
+        return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, paths))
+    except OSError:
+        return None
 
 
 def compile_runtime(source=None):
@@ -3500,6 +3513,8 @@ class Gemini(Agent):
 
     def check(self, record):
         check_link_target(self.settings_path(record))
+        if record.get("write_env"):
+            check_link_target(self.env_path(record))
         self.load_settings(self.settings_path(record))
 
     def configure(self, record, previous):
@@ -3525,7 +3540,7 @@ class Gemini(Agent):
                       settings_created=bool(previous.get("settings_created")) if previous.get("written") else not existed)
         if record.get("write_env"):
             if "env_saved" not in record:  # how the user's .env was, for uninstall
-                env_real = os.path.realpath(self.env_path(record))
+                env_real = check_link_target(self.env_path(record))
                 raw = read_bytes(env_real)
                 theirs = _strip_env_block(raw.decode("utf-8", "surrogateescape"))[0] if raw is not None else ""
                 record["env_saved"] = {
@@ -3559,7 +3574,7 @@ class Gemini(Agent):
 
     def write_env_file(self, record, token):
         """Put fmapi's lines (current token) at the end of .env; the user's lines stay as they are."""
-        path = os.path.realpath(self.env_path(record))
+        path = check_link_target(self.env_path(record))  # a dotfile manager's link, never another user's file
         raw = read_bytes(path)
         text = raw.decode("utf-8", "surrogateescape") if raw is not None else ""
         rest, _ = _strip_env_block(text)
@@ -3661,7 +3676,11 @@ class Gemini(Agent):
 
     def _remove_env_block(self, record, report):
         path = self.env_path(record)
-        real = os.path.realpath(path)
+        try:
+            real = check_link_target(path)
+        except FmapiError as exc:
+            report.failed.append(exc.message)
+            return
         raw = read_bytes(real)
         if raw is None:
             return
@@ -3706,8 +3725,8 @@ def run_gemini(argv):
     if record.get("write_env"):
         try:
             agent.write_env_file(record, token)
-        except OSError as exc:
-            warn("could not refresh %s: %s" % (tilde(agent.env_path(record)), exc))
+        except (OSError, FmapiError) as exc:
+            warn("could not refresh %s: %s" % (tilde(agent.env_path(record)), getattr(exc, "message", exc)))
     env = dict(os.environ)
     env.update(gemini_env(record["host"], token, agent.model_for_launch(record)))
     exec_agent(agent, path, argv, env)

@@ -321,6 +321,22 @@ def test_settings_symlink_to_another_users_file_is_not_followed(home, workspace,
     nothing_written(home, workspace)
 
 
+@as_root
+def test_gemini_env_symlink_to_another_users_file_is_not_followed(home, workspace, logged_in, home_bin, tmp_path):
+    make_stub(home_bin, "gemini", "#!/bin/sh\necho 0.61.0\n")
+    target = tmp_path / "their.env"
+    target.write_text("THEIRS=1\n")
+    target.chmod(0o644)
+    os.chown(target, OTHER_UID, OTHER_UID)
+    (home / ".gemini").mkdir()
+    (home / ".gemini" / ".env").symlink_to(target)
+    proc = run_fmapi("setup", "--agent", "gemini", "--yes", "--write-env", "--host", workspace.url, "--profile", logged_in)
+    assert proc.returncode == 1 and "another user" in proc.stderr
+    one_line_error(proc.stderr)
+    assert target.read_text() == "THEIRS=1\n"
+    assert not workspace.pat_values()
+
+
 def test_settings_symlink_to_ones_own_file_keeps_working(home, workspace, setup, tmp_path):
     dotfiles = tmp_path / "dotfiles"
     dotfiles.mkdir()
