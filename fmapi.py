@@ -2536,6 +2536,10 @@ class Claude(Agent):
             return False
         if state.get("hasCompletedOnboarding") is True:
             return False
+        if not isinstance(state.get("hasCompletedOnboarding", False), bool):  # not a value fmapi may replace
+            warn("%s: \"hasCompletedOnboarding\" is not true or false; left it alone (Claude Code may ask you "
+                 "to log in once)." % tilde(path))
+            return False
         created = not os.path.exists(path)
         state["hasCompletedOnboarding"] = True
         write_in_place(path, dump_json(state))

@@ -379,6 +379,14 @@ def test_wrong_typed_known_key_stops_setup_and_keeps_the_file(home, workspace, s
     assert not workspace.pat_values()
 
 
+def test_wrong_typed_onboarding_mark_is_left_alone(home, workspace, setup):
+    state = home / ".claude.json"
+    state.write_text('{"hasCompletedOnboarding": "yes", "theme": "dark"}\n')
+    proc = setup()
+    assert "hasCompletedOnboarding" in proc.stderr
+    assert state.read_text() == '{"hasCompletedOnboarding": "yes", "theme": "dark"}\n'
+
+
 def test_runtime_folder_without_a_record_is_removed_by_uninstall(home, workspace, setup):
     """What an uninstall killed after deleting the record left: the runtime copy alone."""
     setup()
