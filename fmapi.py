@@ -1990,14 +1990,20 @@ def remove_runtime(report=None):
     for leftover in leftover_temp_files(runtime, ("fmapi.py",)):
         gone(leftover)
     gone(os.path.join(runtime, "fmapi.py"))
+    for path in (cache_dir, runtime):
+        try:
+            os.rmdir(path)
+            if report is not None:
+                report.removed.append(tilde(path) + os.sep)
+        except OSError:
+            pass
     for leftover in leftover_temp_files(data_home(), ("installs.json",)):
         gone(leftover)
     gone(registry_path())
-    for path in (cache_dir, runtime, data_home()):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
+    try:
+        os.rmdir(data_home())
+    except OSError:
+        pass
 
 
 def runtime_leftovers():
@@ -2007,6 +2013,9 @@ def runtime_leftovers():
     found = [os.path.join(cache_dir, n) for n in _listdir(cache_dir) if n.startswith("fmapi.")]
     found += leftover_temp_files(runtime, ("fmapi.py",)) + leftover_temp_files(data_home(), ("installs.json",))
     found += [p for p in (os.path.join(runtime, "fmapi.py"), registry_path()) if os.path.lexists(p)]
+    found += [p for p in (cache_dir, runtime) if os.path.isdir(p) and not os.path.islink(p)]  # emptied, not yet removed
+    if os.path.isdir(data_home()) and not _listdir(data_home()):
+        found.append(data_home())
     return sorted(found)
 
 

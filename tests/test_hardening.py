@@ -387,17 +387,25 @@ def test_wrong_typed_onboarding_mark_is_left_alone(home, workspace, setup):
     assert state.read_text() == '{"hasCompletedOnboarding": "yes", "theme": "dark"}\n'
 
 
-def test_runtime_folder_without_a_record_is_removed_by_uninstall(home, workspace, setup):
-    """What an uninstall killed after deleting the record left: the runtime copy alone."""
+@pytest.mark.parametrize("left", ["runtime copy", "empty folders", "temporary file"])
+def test_runtime_folder_without_a_record_is_removed_by_uninstall(home, workspace, setup, left):
+    """What an uninstall killed at the wrong instant left: fmapi's data folder, no record in it."""
     setup()
     assert run_fmapi("uninstall", "--yes").returncode == 0
     setup()
     (data_home(home) / "installs.json").unlink()
     for name in ("fmapi-key-helper.sh", ".fmapi-pat-cache", ".fmapi-pat-cache.lock", "settings.json"):
         (home / ".claude" / name).unlink(missing_ok=True)
+    runtime = data_home(home) / "runtime"
+    if left != "runtime copy":
+        for path in [runtime_pyc(home), runtime / "fmapi.py"]:
+            path.unlink()
+    if left == "temporary file":
+        shutil.rmtree(runtime)
+        (data_home(home) / ".installs.json.abc123.fmapi-tmp").write_text("{}")
     proc = run_fmapi("uninstall", "--yes")
     assert proc.returncode == 0, proc.stderr
-    assert "runtime" in proc.stdout and "Removed" in proc.stdout
+    assert "Removed" in proc.stdout
     assert not data_home(home).exists()
     assert run_fmapi("uninstall", "--yes").stdout == "Nothing to uninstall.\n"
 
@@ -406,11 +414,15 @@ def test_killed_uninstall_never_leaves_an_orphan_runtime(home, workspace, setup)
     """A scripted kill loop: SIGKILL uninstall at random instants, then uninstall again."""
     rng = random.Random(17)
     env = dict(os.environ)
-    for _ in range(12):
+    setup()
+    started = time.monotonic()
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    window = time.monotonic() - started  # kills land anywhere in a whole uninstall
+    for _ in range(15):
         setup()
         proc = subprocess.Popen([sys.executable, str(FMAPI), "uninstall", "--yes"], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.03, 0.25))
+        time.sleep(rng.uniform(0, window))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         again = run_fmapi("uninstall", "--yes")
