@@ -308,7 +308,8 @@ def check_private_dir(directory, what="the token helper, cache and lock"):
     Every existing directory on the way to it, as given and as resolved through symlinks, must be
     owned by the effective user or root and not writable by others (a root-owned sticky directory
     such as /tmp is fine on the way, never as the directory itself). A missing directory is fine:
-    fmapi creates it 0700. Costs a few stat calls; never on the token helper's cache-hit path.
+    fmapi creates it 0700 and checks again (ensure_private_dir), so one planted meanwhile is
+    refused too. Costs a few stat calls; never on the token helper's cache-hit path.
     """
     euid = os.geteuid()
     given = os.path.abspath(directory)
@@ -322,20 +323,26 @@ def check_private_dir(directory, what="the token helper, cache and lock"):
             if parent == probe:
                 break
             probe = parent
-        final = True  # the directory itself, or the nearest existing one fmapi would create it in
         for entry in chain:
             try:
                 st = os.stat(entry)
             except OSError:
                 continue  # not there yet (fmapi creates it 0700)
-            reason = _unsafe_reason(st, euid, final or entry == real)
-            final = False
+            reason = _unsafe_reason(st, euid, entry in (given, real))
             if reason:
                 raise FmapiError(
                     "refusing to put %s in %s: %s%s; nothing was written."
                     % (what, tilde(directory), tilde(entry) + ": " if entry != given else "", reason),
                     fix="Use a directory only you can write to (e.g. chmod go-w %s, or another location), then retry."
                         % tilde(entry))
+
+
+def ensure_private_dir(directory, what="the token helper, cache and lock"):
+    """check_private_dir, then create ``directory`` (0700) when missing and check it again."""
+    check_private_dir(directory, what)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        check_private_dir(directory, what)  # another user's directory planted between the check and mkdir
 
 
 def open_private(path):
@@ -1918,7 +1925,7 @@ def obtain_token(spec, force=False, bearer=None, deadline=None):
     workspace all fit in ``deadline`` (a Deadline; default SETUP_DEADLINE from now). Raises
     FmapiError (SessionExpired, PatRefused, CliError, Unreachable, ...).
     """
-    check_private_dir(spec.dir)  # never a cache or lock where another user can write
+    ensure_private_dir(spec.dir)  # never a cache or lock where another user can write
     return CREDENTIALS[spec.auth].obtain(spec, force, bearer, deadline)
 
 
@@ -2111,7 +2118,7 @@ def install_runtime():
     target, cfile = runtime_paths()
     if target in _RUNTIME_VERIFIED and _RUNTIME_VERIFIED[target] == _stamps(target, cfile):
         return target  # setup installs it before minting, then again for each helper it writes
-    check_private_dir(runtime_dir(), "the token helpers' runtime copy")
+    ensure_private_dir(runtime_dir(), "the token helpers' runtime copy")
     source = own_source()
     if read_bytes(target) != source:
         write_atomic(target, source, 0o600)

@@ -354,6 +354,11 @@ def test_check_private_dir_allows_the_users_own_and_roots_sticky_tmp(tmp_path):
     mine.mkdir(mode=0o700)
     fmapi.check_private_dir(str(mine / "not-yet" / ".claude"))
     fmapi.check_private_dir(str(mine))
+    missing_under_tmp = Path(tempfile.gettempdir()) / ("fmapi-missing-%d" % os.getpid()) / ".claude"
+    if os.stat(tempfile.gettempdir()).st_mode & 0o1002 == 0o1002:  # sticky, world-writable /tmp
+        fmapi.check_private_dir(str(missing_under_tmp))  # HOME=/tmp in a container: created 0700, checked again
+        with pytest.raises(fmapi.FmapiError, match="other users can write"):
+            fmapi.check_private_dir(tempfile.gettempdir())  # never /tmp itself
     group = tmp_path / "group"
     group.mkdir()
     group.chmod(0o770)
