@@ -388,28 +388,104 @@ class UnparsableFile(FmapiError):
             fix="Fix or move the file, then run fmapi again.",
         )
         self.path = path
+        self.reason = reason
 
 
 def _kind_of(path):
     return "TOML" if str(path).endswith(".toml") else "JSON"
 
 
-def load_json_object(path):
-    """The JSON object in ``path``; {} when the file is missing; UnparsableFile otherwise."""
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class TextStyle:
+    """How a user's text file is laid out, so that fmapi writes it back the same way.
+
+    ``bom``: it starts with a UTF-8 byte-order mark (Windows editors and PowerShell 5.1
+    write one; Claude Code and Codex read such files, anthropics/claude-code#9906).
+    ``newline``: "\\r\\n" or "\\n", from its first line. ``indent`` (a string, or None for
+    a one-line JSON document), ``separators`` and ``final_newline`` describe a JSON file.
+    One reader (read_text) and one writer (encode) serve every format fmapi edits.
+    """
+
+    def __init__(self, bom=False, newline="\n", indent="  ", separators=(",", ": "), final_newline=True):
+        self.bom = bom
+        self.newline = newline
+        self.indent = indent
+        self.separators = separators
+        self.final_newline = final_newline
+
+    @classmethod
+    def of(cls, text, bom=False):
+        """The style of ``text`` (already without its byte-order mark)."""
+        import re
+
+        style = cls(bom=bom)
+        first = text.find("\n")
+        if first > 0 and text[first - 1] == "\r":
+            style.newline = "\r\n"
+        body = text.strip()
+        if body.startswith(("{", "[")):
+            if "\n" not in body:
+                style.indent = None
+                style.separators = ("," if not re.search(r",\s", body) else ", ",
+                                    ":" if not re.search(r"\":\s", body) else ": ")
+            else:
+                match = re.search(r"\n([ \t]+)\S", body)
+                if match:
+                    style.indent = match.group(1)
+            style.final_newline = text.endswith("\n")
+        return style
+
+    def encode(self, text):
+        """``text`` (written with "\\n" or already in this file's line ending) as the file's bytes."""
+        if self.newline == "\r\n" and "\r\n" not in text:
+            text = text.replace("\n", "\r\n")
+        return (UTF8_BOM if self.bom else b"") + text.encode("utf-8")
+
+
+def read_text(path):
+    """(text without a leading byte-order mark or None when the file does not exist, its TextStyle).
+
+    Raises UnparsableFile when the bytes are not UTF-8.
+    """
     raw = read_bytes(path)
-    if raw is None or not raw.strip():
-        return {}
+    if raw is None:
+        return None, TextStyle()
+    bom = raw.startswith(UTF8_BOM)
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = raw[len(UTF8_BOM) if bom else 0:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnparsableFile(path, "it is not UTF-8") from None
+    return text, TextStyle.of(text, bom)
+
+
+def load_json_document(path):
+    """(the JSON object in ``path``, its TextStyle); ({}, default style) when the file is missing
+    or empty. A leading byte-order mark is accepted and remembered. UnparsableFile otherwise."""
+    text, style = read_text(path)
+    if text is None or not text.strip():
+        return {}, style
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
         raise UnparsableFile(path, str(exc).split("\n")[0]) from None
     if not isinstance(value, dict):
         raise UnparsableFile(path, "the top level is not an object")
-    return value
+    return value, style
 
 
-def dump_json(value):
-    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+def load_json_object(path):
+    """The JSON object in ``path``; {} when the file is missing; UnparsableFile otherwise."""
+    return load_json_document(path)[0]
+
+
+def dump_json(value, style=None):
+    """``value`` as JSON text (fmapi's own files), or as bytes laid out like a user's file (``style``)."""
+    if style is None:
+        return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(value, indent=style.indent, separators=style.separators, ensure_ascii=False)
+    return style.encode(text + ("\n" if style.final_newline else ""))
 
 
 def backup_aside(path):
@@ -431,6 +507,69 @@ def remove_file(path):
         return True
     except FileNotFoundError:
         return False
+
+
+def owner_name(uid):
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return "uid %d" % uid
+
+
+def _nearest_existing(path):
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _read_only_fs(path):
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def write_problem(path, directory=False):
+    """Why fmapi could not write ``path`` (a file it replaces atomically, or with ``directory``
+    a directory it creates files in), or None. Follows symlinks to the real file.
+
+    Returns (the real path, the reason in words). Checked before anything is minted or written.
+    """
+    real = os.path.realpath(path)
+    target = real if directory else os.path.dirname(real)
+    if os.path.exists(real) and not directory:
+        info = os.stat(real)
+        if info.st_uid != os.geteuid():
+            return real, "belongs to %s" % owner_name(info.st_uid)
+        if _read_only_fs(real):
+            return real, "is on a read-only file system"
+    existing = _nearest_existing(target)
+    if _read_only_fs(existing):
+        return real, "is on a read-only file system"
+    if os.path.isdir(existing) and not os.access(existing, os.W_OK | os.X_OK):
+        return real, "is in a directory you cannot write (%s)" % tilde(existing)
+    return None
+
+
+def running_as_root_for(paths):
+    """The owner's name when fmapi runs as root and a path (or its nearest existing parent)
+    belongs to another user, else None: root-owned files in a user's home lock them out."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    for path in paths:
+        existing = _nearest_existing(os.path.abspath(path))
+        try:
+            uid = os.stat(existing).st_uid
+        except OSError:
+            continue
+        if uid != 0:
+            return owner_name(uid), existing
+    return None
 
 
 def leftover_temp_files(directory, names):
@@ -2279,7 +2418,7 @@ class Agent:
 
     def token_spec(self, record):
         return TokenSpec(
-            agent=self.name, dir=record["dir"], host=record["host"], profile=record["profile"],
+            agent=self.name, dir=self.cache_dir(record), host=record["host"], profile=record["profile"],
             lifetime_days=record.get("lifetime_days") or DEFAULT_PAT_DAYS,
             min_left=self.min_left(credential_lifetime(record), int(record.get("min_remaining") or MIN_REMAINING)),
             comment=self.pat_comment, revoke_replaced=self.revoke_replaced, cli=record.get("cli"),
@@ -2288,6 +2427,11 @@ class Agent:
 
     def helper_path(self, record):
         return os.path.join(record["dir"], HELPER_NAME)
+
+    def cache_dir(self, record):
+        """Where the install's PAT cache and lock live: ``record["cache_dir"]`` when set (a project
+        install in a git work tree keeps them out of the tree), else the install dir."""
+        return record.get("cache_dir") or record["dir"]
 
     # The rest is agent-specific.
     def install_dir(self, location=None):
@@ -2300,6 +2444,20 @@ class Agent:
     def check(self, record):
         """Refuse before anything is minted or written when the agent's files are unusable."""
 
+    def check_writable(self, files, directories, fix):
+        """FmapiError naming the real file (and where a link points) that fmapi could not write."""
+        for path, is_dir in [(f, False) for f in files] + [(d, True) for d in directories]:
+            problem = write_problem(path, directory=is_dir)
+            if not problem:
+                continue
+            real, why = problem
+            if real != os.path.abspath(path):
+                hint = " (a Nix/home-manager store?)" if "read-only" in why else ""
+                what = "%s links to %s, which %s%s" % (tilde(path), real, why, hint)
+            else:
+                what = "%s %s" % (tilde(path), why)
+            raise FmapiError("%s; fmapi changed nothing and minted no token." % what, fix=fix)
+
     def configure(self, record, previous):
         """Write the agent's configuration; returns the record with what was written."""
         raise NotImplementedError
@@ -2309,7 +2467,8 @@ class Agent:
         return []
 
     def unconfigure(self, record, report):
-        """Remove what fmapi wrote for ``record``; append to ``report``."""
+        """Remove what fmapi wrote for ``record``; append to ``report``. False when something that
+        still names fmapi's helper could not be cleaned: the helper and the record then stay."""
         raise NotImplementedError
 
     def finish_message(self, record):
@@ -2336,6 +2495,30 @@ class Report:
                 say("%s:" % title)
                 for item in items:
                     say("  - " + item)
+
+
+MISSING = object()  # "this key is not in the file", distinct from any JSON value
+
+
+def header_name(line):
+    return line.split(":", 1)[0].strip().lower()
+
+
+def merge_headers(theirs, separator):
+    """The user's ``Name: value`` headers (``separator``-joined) with fmapi's coding-agent header
+    added as one more; a header of the same name the user had is replaced. Returns the text."""
+    ours = "%s: %s" % CODING_AGENT_HEADER
+    kept = [part.strip() for part in (theirs or "").split(separator.strip() or separator)
+            if part.strip() and header_name(part) != CODING_AGENT_HEADER[0]]
+    return separator.join(kept + [ours])
+
+
+def strip_header(value, separator):
+    """``value`` without fmapi's coding-agent header (the user's other headers stay as they are)."""
+    ours = "%s: %s" % CODING_AGENT_HEADER
+    parts = value.split(separator.strip() or separator)
+    kept = [part for part in parts if part.strip().lower() != ours.lower()]
+    return (separator.strip() or separator).join(kept).strip() if len(kept) != len(parts) else value
 
 
 def tilde(path):
@@ -2480,9 +2663,13 @@ class Claude(Agent):
     KNOWN_TYPES = (("env", dict, "an object"), ("apiKeyHelper", str, "a string"))
 
     def check(self, record):
-        """Refuse (touching nothing) a settings file whose known keys fmapi would have to drop."""
+        """Refuse (touching nothing) a settings file whose known keys fmapi would have to drop, and
+        one that setup could not write (a home-manager link into /nix/store)."""
         path = self.settings_path(record)
         check_link_target(path)
+        self.check_writable([path], [record["dir"], self.cache_dir(record)],
+                            "Put fmapi's settings elsewhere with --settings-location PATH, or add apiKeyHelper and "
+                            "the env keys (README, Claude Code) to the config manager that owns the file.")
         try:
             settings = load_json_object(path)
         except UnparsableFile:
@@ -2517,36 +2704,88 @@ class Claude(Agent):
     def configure(self, record, previous):
         path = self.settings_path(record)
         try:
-            settings = load_json_object(path)
+            settings, style = load_json_document(path)
+            existed = os.path.exists(path)
         except UnparsableFile:
             moved = backup_aside(path)
             warn("%s was not valid JSON; your bytes are kept in %s and a fresh file is written." % (tilde(path), tilde(moved)))
-            settings = {}
+            settings, style, existed = {}, TextStyle(), False
         self._check_types(path, settings)
-        env = dict(settings.get("env") or {})
+        previous = previous or {}
+        env = settings.get("env")
+        if not isinstance(env, dict):
+            env = {}
+        written = self.env_for(record)
+        headers = env.get("ANTHROPIC_CUSTOM_HEADERS")
+        if isinstance(headers, str) and headers.strip():
+            written["ANTHROPIC_CUSTOM_HEADERS"] = merge_headers(headers, "\n")
+        written["apiKeyHelper"] = self.helper_command(record)
+        saved = self._saved_values(settings, env, written, previous)
         for key in CLAUDE_STALE_KEYS:
             env.pop(key, None)
             settings.pop(key, None)
         settings.pop("_fmapi_meta", None)
-        written = self.env_for(record)
-        env.update(written)
-        settings["apiKeyHelper"] = self.helper_command(record)
+        env.update((key, value) for key, value in written.items() if key != "apiKeyHelper")
+        settings["apiKeyHelper"] = written["apiKeyHelper"]
         settings["env"] = env
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
-        write_in_place(path, dump_json(settings), 0o600)
+        write_in_place(path, dump_json(settings, style), 0o600)
         if self._mark_onboarded():
             record = dict(record, state_created=True)
         for key in CLAUDE_STALE_KEYS:
             if os.environ.get(key):
                 warn("%s is set in your environment and overrides fmapi's helper; unset it (check your shell profile)." % key)
-        record = dict(record, settings=path, written=dict(written, apiKeyHelper=settings["apiKeyHelper"]))
-        return record
+        self._say_replaced(saved, previous.get("saved") or {}, written, path)
+        created = previous.get("settings_created") if previous.get("saved") is not None else not existed
+        return dict(record, settings=path, written=written, saved=saved, settings_created=bool(created))
+
+    def _saved_values(self, settings, env, written, previous):
+        """What the user had under each key fmapi sets or removes, for uninstall to put back.
+
+        {key: {"had": bool, "value": …}}; env keys by name, the top-level helper as "apiKeyHelper".
+        A value still as fmapi left it keeps what was saved before fmapi's first write.
+        """
+        old_saved, old_written = previous.get("saved"), previous.get("written") or {}
+        earlier_install = bool(previous) or "_fmapi_meta" in settings or HELPER_NAME in str(settings.get("apiKeyHelper", ""))
+        saved = {}
+        for key in list(written) + list(CLAUDE_STALE_KEYS):
+            where = settings if key == "apiKeyHelper" else env
+            now = where.get(key, MISSING)
+            if old_saved is not None and key in old_saved and now in (old_written.get(key, MISSING), written.get(key, MISSING)):
+                saved[key] = old_saved[key]  # still fmapi's value (or the user's edit fmapi now adopts)
+            elif now is MISSING:
+                saved[key] = {"had": False}
+            elif earlier_install and old_saved is None and (
+                    (key in CLAUDE_STALE_KEYS and "_fmapi_meta" in settings) or self._is_ours(key, now, previous)):
+                saved[key] = {"had": False}  # an install from before fmapi remembered values: fmapi's own
+            else:
+                saved[key] = {"had": True, "value": now}
+        return saved
+
+    def _say_replaced(self, saved, old_saved, written, path):
+        """Setup names each value of the user's it replaced (values of credentials are not shown)."""
+        replaced, headers = [], False
+        for key, entry in saved.items():
+            if not entry.get("had") or old_saved.get(key) == entry or entry.get("value") == written.get(key):
+                continue
+            if key == "ANTHROPIC_CUSTOM_HEADERS":
+                headers = True
+            elif key in CLAUDE_STALE_KEYS:
+                replaced.append("env.%s (removed: it would beat the helper)" % key)
+            else:
+                replaced.append(("%s = %s" if key == "apiKeyHelper" else "env.%s = %s") % (key, json.dumps(entry["value"])))
+        if headers:
+            say("  kept your ANTHROPIC_CUSTOM_HEADERS and added %s: %s to them." % CODING_AGENT_HEADER)
+        if replaced:
+            say("  replaced your own values in %s (uninstall puts them back):" % tilde(path))
+            for item in replaced:
+                say("    - " + item)
 
     def _mark_onboarded(self):
         """hasCompletedOnboarding in ~/.claude.json; True when fmapi created that file."""
         path = self.state_path()
         try:
-            state = load_json_object(path)
+            state, style = load_json_document(path)
         except UnparsableFile:
             warn("%s is not valid JSON; left it alone (Claude Code may ask you to log in once)." % tilde(path))
             return False
@@ -2558,7 +2797,12 @@ class Claude(Agent):
             return False
         created = not os.path.exists(path)
         state["hasCompletedOnboarding"] = True
-        write_in_place(path, dump_json(state))
+        try:
+            write_in_place(path, dump_json(state, style))
+        except OSError as exc:
+            warn("could not mark onboarding done in %s (%s); Claude Code may ask you to log in once."
+                 % (tilde(path), exc.strerror or exc))
+            return False
         return created
 
     def _unmark_onboarded(self, record, report):
@@ -2622,22 +2866,100 @@ class Claude(Agent):
         return False
 
     def unconfigure(self, record, report):
+        """Settings first; the helper goes only once no settings file names it any more.
+
+        Returns False when the settings could not be cleaned: the helper, its cache and the
+        registry's record then stay, so Claude Code keeps working and a later uninstall retries.
+        """
         directory = record["dir"]
-        path = record.get("settings") or os.path.join(directory, "settings.json")
+        path = record.get("settings") or self.settings_path(record)
+        problem = self._clean_settings(record, path, report)
+        if problem:
+            report.failed.append("%s %s; fmapi kept %s so Claude Code still starts. Remove apiKeyHelper and the env "
+                                 "keys %s from it by hand (or fix it), then run fmapi --uninstall again."
+                                 % (tilde(path), problem, tilde(self.helper_path(record)), ", ".join(CLAUDE_ENV_KEYS)))
+            return False
+        cache_dir = self.cache_dir(record)
         for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
-            if remove_file(os.path.join(directory, name)):
-                report.removed.append(tilde(os.path.join(directory, name)))
-        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, "settings.json")):
+            target = os.path.join(cache_dir if name != HELPER_NAME else directory, name)
+            if remove_file(target):
+                report.removed.append(tilde(target))
+        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, os.path.basename(path))):
             remove_file(leftover)
             report.removed.append(tilde(leftover))
         self._unmark_onboarded(record, report)
+        for empty in (cache_dir, directory):
+            try:
+                os.rmdir(empty)  # only when fmapi left it empty
+            except OSError:
+                pass
+        return True
+
+    def _clean_settings(self, record, path, report):
+        """Take fmapi's keys out of ``path``, putting back what the user had; None when done,
+        else why it could not (the file is then untouched)."""
         try:
-            settings = load_json_object(path)
-        except UnparsableFile:
-            report.failed.append("%s is not valid JSON; left untouched (remove fmapi's keys by hand)" % tilde(path))
-            return
+            settings, style = load_json_document(path)
+        except UnparsableFile as exc:
+            return "is not valid JSON (%s)" % exc.reason
         if not settings and not os.path.exists(path):
-            return
+            return None
+        saved = record.get("saved")
+        changed = self._restore(settings, record, path, report) if isinstance(saved, dict) \
+            else self._remove_recognised(settings, record, path, report)
+        if isinstance(settings.get("env"), dict) and not settings["env"]:
+            del settings["env"]
+            changed = True
+        if not changed:
+            return None
+        try:
+            if settings or os.path.islink(path) or not record.get("settings_created", True):
+                write_in_place(path, dump_json(settings, style), 0o600)  # a dotfile manager's link stays
+                report.removed.append("fmapi's keys from %s" % tilde(path))
+            else:
+                remove_file(path)
+                report.removed.append(tilde(path) + " (nothing else was in it)")
+        except OSError as exc:
+            return "could not be written (%s)" % (exc.strerror or exc)
+        return None
+
+    def _restore(self, settings, record, path, report):
+        """Put back what ``record["saved"]`` remembers where fmapi's value is still in place."""
+        saved, written = record["saved"], record.get("written") or {}
+        changed = False
+        env = settings.get("env") if isinstance(settings.get("env"), dict) else None
+        for key, entry in saved.items():
+            if key == "env":
+                continue
+            where = settings if key == "apiKeyHelper" else env
+            now = where.get(key, MISSING) if where is not None else MISSING
+            if key == "ANTHROPIC_CUSTOM_HEADERS" and isinstance(now, str) and now != written.get(key):
+                rest = strip_header(now, "\n")  # the user edited the lines since: only fmapi's line goes
+                if rest != now:
+                    if rest:
+                        where[key] = rest
+                    else:
+                        del where[key]
+                    changed = True
+                continue
+            if now != written.get(key, MISSING):
+                label = key if key == "apiKeyHelper" else "env." + key
+                why = "not fmapi's" if key in CLAUDE_STALE_KEYS else "you changed it after fmapi set it"
+                report.kept.append("%s: %s (%s)" % (tilde(path), label, why))
+                continue
+            if entry.get("had"):
+                if where is None:
+                    where = env = settings.setdefault("env", {})
+                if where.get(key, MISSING) != entry.get("value"):
+                    where[key] = entry.get("value")
+                    changed = True
+            elif now is not MISSING:
+                del where[key]
+                changed = True
+        return changed
+
+    def _remove_recognised(self, settings, record, path, report):
+        """For installs from before fmapi remembered the user's values: remove what is clearly fmapi's."""
         changed = False
         env = settings.get("env") if isinstance(settings.get("env"), dict) else None
         # The bash original wrote ANTHROPIC_AUTH_TOKEN beside _fmapi_meta; fmapi itself removes both
@@ -2663,24 +2985,7 @@ class Claude(Agent):
                     report.kept.append("%s: env.%s (not fmapi's)" % (tilde(path), key))
                 else:
                     report.kept.append("%s: env.%s = %r (you changed it)" % (tilde(path), key, env[key]))
-            if not env:
-                del settings["env"]
-                changed = True
-        if not changed:
-            return
-        if settings:
-            write_in_place(path, dump_json(settings), 0o600)
-            report.removed.append("fmapi's keys from %s" % tilde(path))
-        elif os.path.islink(path):  # a dotfile manager's link: leave both link and target, empty
-            write_in_place(path, dump_json({}), 0o600)
-            report.removed.append("fmapi's keys from %s" % tilde(path))
-        else:
-            remove_file(path)
-            report.removed.append(tilde(path) + " (nothing else was in it)")
-        try:
-            os.rmdir(directory)  # only when fmapi left it empty
-        except OSError:
-            pass
+        return changed
 
     def finish_message(self, record):
         return "Done. Run `claude` (settings: %s)." % tilde(self.settings_path(record))
@@ -3133,18 +3438,16 @@ class Codex(Agent):
     # -- reading and checking the user's file
 
     def _read(self, path):
-        """config.toml's text, None when it does not exist; UnparsableFile when it is not TOML."""
-        raw = read_bytes(os.path.realpath(path))
-        if raw is None:
-            return None
+        """(config.toml's text or None when it does not exist, its TextStyle); UnparsableFile when
+        it is not TOML. A byte-order mark is accepted, as Codex does, and written back."""
+        text, style = read_text(os.path.realpath(path))
+        if text is None:
+            return None, style
         try:
-            text = raw.decode("utf-8")
             toml_check(text)
-        except UnicodeDecodeError:
-            raise UnparsableFile(path, "it is not UTF-8") from None
         except TomlSyntaxError as exc:
             raise UnparsableFile(path, str(exc)) from None
-        return text
+        return text, style
 
     def _refuse_legacy_profiles(self, path, text):
         """Stop, saying what to change, when the file has what Codex 0.134+ refuses to load."""
@@ -3204,10 +3507,13 @@ class Codex(Agent):
     def check(self, record):
         path = self.config_path(record)
         check_link_target(path)
-        text = self._read(path)
+        text, _ = self._read(path)
         if text is not None:
             self._refuse_legacy_profiles(path, text)
             self._refuse_foreign_provider(path, text)
+        self.check_writable([path], [record["dir"], self.cache_dir(record)],
+                            "Point CODEX_HOME at a directory you can write, or add fmapi's [model_providers.%s] "
+                            "provider (README, OpenAI Codex) to the config manager that owns the file." % CODEX_PROVIDER_ID)
 
     # -- writing
 
@@ -3296,7 +3602,7 @@ class Codex(Agent):
 
     def configure(self, record, previous):
         path = self.config_path(record)
-        text = self._read(path)
+        text, style = self._read(path)
         if text is not None:
             self._refuse_legacy_profiles(path, text)
             self._refuse_foreign_provider(path, text)
@@ -3304,7 +3610,7 @@ class Codex(Agent):
         self._validate(path, merged, record)
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
         if merged != text:
-            write_in_place(path, merged)  # a dotfile manager's symlink stays a symlink
+            write_in_place(path, style.encode(merged))  # a dotfile manager's symlink stays a symlink
         return dict(record, settings=path, config=path, **undo)
 
     # -- finding and removing
@@ -3317,8 +3623,8 @@ class Codex(Agent):
         ours = False
         if raw is not None:
             try:
-                ours = bool(toml_table_ranges(raw.decode("utf-8"), CODEX_TABLES))
-            except (UnicodeDecodeError, TomlSyntaxError):
+                ours = bool(toml_table_ranges(read_text(path)[0], CODEX_TABLES))
+            except (UnparsableFile, TomlSyntaxError):
                 ours = ("[model_providers.%s" % CODEX_PROVIDER_ID).encode() in raw
         if not (has_files or ours):
             return []
@@ -3360,26 +3666,16 @@ class Codex(Agent):
         return rest
 
     def unconfigure(self, record, report):
+        """config.toml first; the helper goes only once config.toml no longer names it (else False)."""
         directory = record["dir"]
         path = self.config_path(record)
-        real = os.path.realpath(path)
-        raw = read_bytes(real)
-        if raw is not None:
-            try:
-                text = raw.decode("utf-8")
-                toml_check(text)
-            except (UnicodeDecodeError, TomlSyntaxError) as exc:
-                report.failed.append("%s is not valid TOML (%s); left untouched (remove the [model_providers.%s] tables "
-                                     "and the model_provider and model lines by hand)" % (tilde(path), exc, CODEX_PROVIDER_ID))
-            else:
-                restored = self.unmerge(text, record, report, tilde(path))
-                if restored != text:
-                    if not restored and (record.get("created") or not isinstance(record.get("top"), dict)):
-                        remove_file(real)
-                        report.removed.append(tilde(path) + " (fmapi created it)")
-                    else:
-                        write_in_place(real, restored)
-                        report.removed.append("fmapi's provider and model settings from %s" % tilde(path))
+        problem = self._clean_config(record, path, report)
+        if problem:
+            report.failed.append("%s %s; fmapi kept %s so Codex still starts. Remove the [model_providers.%s] tables "
+                                 "and the model_provider and model lines by hand (or fix the file), then run "
+                                 "fmapi --uninstall again." % (tilde(path), problem, tilde(self.helper_path(record)),
+                                                                CODEX_PROVIDER_ID))
+            return False
         for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
@@ -3390,6 +3686,30 @@ class Codex(Agent):
             os.rmdir(directory)  # only when nothing else is left in it
         except OSError:
             pass
+        return True
+
+    def _clean_config(self, record, path, report):
+        """Take fmapi's part out of config.toml; None when done, else why not (the file untouched)."""
+        real = os.path.realpath(path)
+        try:
+            text, style = self._read(real)
+        except UnparsableFile as exc:
+            return "is not valid TOML (%s)" % exc.reason
+        if text is None:
+            return None
+        restored = self.unmerge(text, record, report, tilde(path))
+        if restored == text:
+            return None
+        try:
+            if not restored and (record.get("created") or not isinstance(record.get("top"), dict)):
+                remove_file(real)
+                report.removed.append(tilde(path) + " (fmapi created it)")
+            else:
+                write_in_place(real, style.encode(restored))
+                report.removed.append("fmapi's provider and model settings from %s" % tilde(path))
+        except OSError as exc:
+            return "could not be written (%s)" % (exc.strerror or exc)
+        return None
 
     def finish_message(self, record):
         text = ("Done. OpenAI Codex now talks to %s (model %s, provider %s in %s).\n"
@@ -3515,34 +3835,44 @@ class Gemini(Agent):
     def env_path(self, record):
         return os.path.join(record["dir"], ".env")
 
-    def load_settings(self, path):
-        """settings.json as a dict; refuses (touching nothing) what fmapi cannot edit faithfully."""
+    def load_settings(self, path, with_style=False):
+        """settings.json as a dict (and its TextStyle when ``with_style``); refuses (touching
+        nothing) what fmapi cannot edit faithfully, and what Gemini CLI itself cannot read."""
         try:
-            settings = load_json_object(path)
+            settings, style = load_json_document(path)
         except UnparsableFile as exc:
             exc.fix = ("Gemini CLI allows comments there, fmapi cannot keep them: remove the comments "
                        "(or fix the file), then re-run fmapi.")
             raise
+        if style.bom:  # gemini 0.61 stops with "Unexpected token" on it (QwenLM/qwen-code#11803)
+            raise FmapiError("%s starts with a UTF-8 byte-order mark, which Gemini CLI cannot read "
+                             "(it stops with \"Unexpected token\"); fmapi left the file untouched." % tilde(path),
+                             fix="Save it as UTF-8 without a byte-order mark (your editor's encoding menu: "
+                                 "\"UTF-8\", not \"UTF-8 with BOM\"), then re-run fmapi.")
         for dotted in GEMINI_CONTAINERS:
             present, value = _json_get(settings, dotted)
             if present and not isinstance(value, dict):
                 raise FmapiError("%s: \"%s\" is %s, not an object; fmapi left the file untouched."
                                  % (tilde(path), dotted, json.dumps(value)),
                                  fix="Fix it (Gemini CLI expects an object there), then re-run fmapi.")
-        return settings
+        return (settings, style) if with_style else settings
 
     def check(self, record):
         check_link_target(self.settings_path(record))
         if record.get("write_env"):
             check_link_target(self.env_path(record))
         self.load_settings(self.settings_path(record))
+        files = [self.settings_path(record)] + ([self.env_path(record)] if record.get("write_env") else [])
+        self.check_writable(files, [record["dir"], self.cache_dir(record)],
+                            "Point GEMINI_CLI_HOME at a directory you can write, or set security.auth.selectedType "
+                            "and model.name (README, Gemini CLI) in the config manager that owns the file.")
 
     def configure(self, record, previous):
         previous = previous or {}
         path = self.settings_path(record)
         real = os.path.realpath(path)  # a dotfile manager's symlink stays a symlink
         existed = os.path.exists(real)
-        settings = self.load_settings(real)
+        settings, style = self.load_settings(real, with_style=True)
         before = json.loads(json.dumps(settings))
         old_written, old_saved = previous.get("written") or {}, previous.get("saved") or {}
         written = {"security.auth.selectedType": GEMINI_AUTH_TYPE, "model.name": record["model"]}
@@ -3555,7 +3885,7 @@ class Gemini(Agent):
                 saved[dotted] = {"had": True, "value": value} if present else {"had": False}
             created += [c for c in _json_set(settings, dotted, written[dotted]) if c not in created]
         if settings != before or not existed:
-            write_in_place(real, dump_json(settings))
+            write_in_place(real, dump_json(settings, style))
         record = dict(record, settings=path, written=written, saved=saved, created=created,
                       settings_created=bool(previous.get("settings_created")) if previous.get("written") else not existed)
         if record.get("write_env"):
@@ -3653,7 +3983,7 @@ class Gemini(Agent):
         if not os.path.exists(real):
             return
         try:
-            settings = load_json_object(real)
+            settings, style = load_json_document(real)
         except UnparsableFile:
             report.failed.append("%s is not valid JSON; left untouched (remove %s by hand)"
                                  % (tilde(path), " and ".join(GEMINI_MANAGED)))
@@ -3691,7 +4021,7 @@ class Gemini(Agent):
             remove_file(real)
             report.removed.append(tilde(path) + " (nothing else was in it)")
         else:
-            write_in_place(real, dump_json(settings))
+            write_in_place(real, dump_json(settings, style))
             report.removed.append("fmapi's keys from %s (earlier values restored)" % tilde(path))
 
     def _remove_env_block(self, record, report):
@@ -3740,6 +4070,7 @@ def run_gemini(argv):
     """`fmapi gemini ARGS...`: a token that outlives the session, then exec `gemini ARGS...`."""
     agent = AGENTS["gemini"]
     record = agent.launch_record()
+    refuse_root_for([agent.cache_dir(record)])
     path = launch_path(agent)
     token = launch_token(agent, agent.token_spec(record))
     if record.get("write_env"):
@@ -4376,6 +4707,17 @@ def _validate_base_path(text):
     return path
 
 
+def refuse_root_for(paths):
+    """Stop, before anything is written, when fmapi runs as root on another user's files (sudo keeps
+    HOME on macOS): root-owned files would lock that user out of their own settings."""
+    found = running_as_root_for([os.path.expanduser("~")] + list(paths))
+    if found:
+        user, path = found
+        raise FmapiError("fmapi is running as root, but %s belongs to %s: what it wrote there would then belong to "
+                         "root and lock %s out; fmapi changed nothing." % (tilde(path), user, user),
+                         fix="Run fmapi as %s, without sudo." % user)
+
+
 def cmd_setup(args):
     agent = AGENTS[args.agent]
     interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
@@ -4390,6 +4732,7 @@ def cmd_setup(args):
         previous_same = previous
     else:
         previous_same = registry.get(record["dir"])
+    refuse_root_for([record["dir"], agent.cache_dir(record)])
     check_private_dir(record["dir"])
     if agent.uses_helper:
         check_private_dir(runtime_dir(), "the token helpers' runtime copy")
@@ -4565,6 +4908,7 @@ def find_install(agent, location=None):
 def cmd_token(args):
     agent = AGENTS[args.agent]
     record = find_install(agent, getattr(args, "settings_location", None))
+    refuse_root_for([agent.cache_dir(record)])
     spec = agent.token_spec(record)
     problem = runtime_problem() if agent.uses_helper else None
     if problem:
@@ -4674,6 +5018,7 @@ def cmd_uninstall(args):
     if not installs and not rc_files and not leftovers:
         say("Nothing to uninstall.")
         return 0
+    refuse_root_for([r["dir"] for r in installs.values()])
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     say("fmapi found:")
     for record in installs.values():
@@ -4701,8 +5046,10 @@ def cmd_uninstall(args):
     report = Report()
     sessions = revoke_sessions(installs.values())
     for directory, record in installs.items():
-        AGENTS[record["agent"]].unconfigure(record, report)
-        registry.pop(directory, None)
+        if AGENTS[record["agent"]].unconfigure(record, report) is False:
+            registry[directory] = record  # its helper is still in use: keep the record and the runtime
+        else:
+            registry.pop(directory, None)
     remove_legacy_wrappers(report)
     if registry:
         save_registry(registry)

@@ -131,7 +131,13 @@ def test_corrupt_settings_are_left_untouched_and_reported(home, install):
     assert proc.returncode == 1
     assert (d / "settings.json").read_bytes() == broken
     assert "not valid JSON" in proc.stdout and "Failed" in proc.stdout
-    assert fmapi_files(home) == []
+    # The file may still name the helper: the helper (and what it needs) stays until the file is fixed.
+    assert (d / "fmapi-key-helper.sh").exists() and "kept" in proc.stdout and "fmapi-key-helper.sh" in proc.stdout
+    assert run_fmapi("token").returncode == 0
+    (d / "settings.json").write_text('{"apiKeyHelper": "x"}\n')
+    again = run_fmapi("uninstall", "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert fmapi_files(home) == [] and json.loads((d / "settings.json").read_text()) == {"apiKeyHelper": "x"}
 
 
 def test_finds_an_install_the_registry_forgot(home, install):

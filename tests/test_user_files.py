@@ -1,0 +1,292 @@
+"""The user's files stay theirs (issue 12): byte-order marks and line endings, values the user set
+before fmapi, files fmapi cannot write, sudo, installs under an env-chosen config dir, and project
+installs in a git work tree. Each test is one input from the issue, run as a user runs fmapi."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FMAPI, _env, make_stub, read_json, run_fmapi
+from test_claude import CLAUDE_STUB
+from test_codex import CODEX_STUB
+from test_gemini import gemini_stub
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.fixture
+def stubs(home_bin, tmp_path):
+    make_stub(home_bin, "claude", CLAUDE_STUB)
+    make_stub(home_bin, "codex", CODEX_STUB % "0.169.0")
+    gemini_stub(home_bin, tmp_path / "gemini-run.json")
+
+
+@pytest.fixture
+def setup(workspace, logged_in, stubs):
+    """`fmapi setup --yes` against the fake workspace; extra arguments follow."""
+    def run(*extra, check=True, env=None):
+        proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, *extra, env=env)
+        if check:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    return run
+
+
+def pats(workspace):
+    return [p for p in workspace.pats_with_comment_prefix("")]
+
+
+def helper_named_in(settings_path):
+    return read_json(settings_path)["apiKeyHelper"].strip("'")
+
+
+# ------------------------------------------------------------------ byte-order marks (F1, F2, P5)
+CLAUDE_BOM = BOM + b'{\r\n    "permissions": {\r\n        "allow": [\r\n            "Bash(git status)"\r\n        ]\r\n    },\r\n    "model": "opus"\r\n}\r\n'
+
+
+def test_claude_settings_with_a_bom_are_read_kept_and_round_trip(home, setup):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_bytes(CLAUDE_BOM)  # what PowerShell 5.1 / Notepad write
+    proc = setup()
+    assert "not valid JSON" not in proc.stderr
+    assert not [p for p in os.listdir(d) if "backup" in p]
+    raw = (d / "settings.json").read_bytes()
+    assert raw.startswith(BOM) and b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    settings = json.loads(raw[3:])
+    assert settings["permissions"] == {"allow": ["Bash(git status)"]} and settings["model"] == "opus"
+    assert os.path.exists(helper_named_in_bom(d / "settings.json"))
+    assert run_fmapi("setup", "--yes").returncode == 0  # a re-run reads it too
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (d / "settings.json").read_bytes() == CLAUDE_BOM
+
+
+def helper_named_in_bom(path):
+    return json.loads(path.read_bytes()[3:])["apiKeyHelper"].strip("'")
+
+
+def test_claude_state_file_with_a_bom_keeps_it(home, setup):
+    state = home / ".claude.json"
+    state.write_bytes(BOM + b'{"numStartups": 3}')
+    setup()
+    raw = state.read_bytes()
+    assert raw.startswith(BOM) and json.loads(raw[3:]) == {"numStartups": 3, "hasCompletedOnboarding": True}
+
+
+CODEX_BOM = BOM + b'# my settings\r\nmodel = "gpt-5.5"\r\n'
+
+
+def test_codex_config_with_a_bom_is_merged_and_round_trips(home, setup):
+    d = home / ".codex"
+    d.mkdir()
+    (d / "config.toml").write_bytes(CODEX_BOM)
+    proc = setup("--agent", "codex")
+    assert "not valid TOML" not in proc.stdout + proc.stderr
+    raw = (d / "config.toml").read_bytes()
+    assert raw.startswith(BOM) and b'model_provider = "databricks-fmapi"\r\n' in raw
+    assert setup("--agent", "codex").returncode == 0  # the re-run the README advises
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (d / "config.toml").read_bytes() == CODEX_BOM
+
+
+def test_gemini_settings_with_a_bom_are_refused_naming_the_bom(home, workspace, setup):
+    d = home / ".gemini"
+    d.mkdir()
+    data = BOM + b'{"ui": {"theme": "GitHub"}}\n'
+    (d / "settings.json").write_bytes(data)
+    proc = setup("--agent", "gemini", check=False)
+    assert proc.returncode == 1
+    assert "byte-order mark" in proc.stderr and "Gemini CLI cannot read" in proc.stderr
+    assert "comments" not in proc.stderr
+    assert (d / "settings.json").read_bytes() == data
+    assert not workspace.pats_with_comment_prefix("Gemini")  # nothing minted
+
+
+# ------------------------------------------------------------------ uninstall keeps a helper still in use
+def test_uninstall_keeps_codex_helper_while_the_config_names_it(home, setup):
+    setup("--agent", "codex")
+    d = home / ".codex"
+    config = d / "config.toml"
+    broken = config.read_bytes() + b"oops = \n"
+    config.write_bytes(broken)
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 1
+    assert config.read_bytes() == broken
+    assert (d / "fmapi-key-helper.sh").exists() and "fmapi-key-helper.sh" in proc.stdout
+    assert run_fmapi("token", "--agent", "codex").returncode == 0  # codex still gets a token
+    config.write_bytes(broken.replace(b"oops = \n", b""))
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout
+    assert not (d / "fmapi-key-helper.sh").exists() and not config.exists()
+
+
+@pytest.fixture
+def read_only():
+    """read_only(path) -> argv prefix under which ``path`` is a read-only mount (root: a bind mount in a
+    private mount namespace, as a Nix store is); not root: the directory is chmod'ed 0555."""
+    restore = []
+
+    def make(path):
+        if os.geteuid() != 0:
+            restore.append((path, path.stat().st_mode))
+            path.chmod(0o555)
+            return []
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip("cannot make a private mount namespace here (unshare -m)")
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" '
+                '&& shift && exec "$@"', "sh", str(path)]
+
+    yield make
+    for path, mode in restore:
+        path.chmod(mode)
+
+
+def run_fmapi_under(prefix, *args, env=None):
+    return subprocess.run(prefix + [sys.executable, str(FMAPI), *[str(a) for a in args]], stdin=subprocess.DEVNULL,
+                          env=_env(env), capture_output=True, text=True, timeout=120)
+
+
+def store_link(home, tmp_path, relative, data):
+    """``home/relative`` as a link into a 'store' directory holding ``data`` (home-manager's layout)."""
+    store = tmp_path / "nix" / "store" / "abc123-home-manager-files"
+    store.mkdir(parents=True, exist_ok=True)
+    target = store / Path(relative).name
+    target.write_bytes(data)
+    link = home / relative
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return link, target, store
+
+
+# ------------------------------------------------------------------ files fmapi cannot write (F6)
+@pytest.mark.parametrize("agent,relative,data", [
+    ("claude", ".claude/settings.json", b'{"permissions":{"allow":["Bash(ls)"]}}'),
+    ("codex", ".codex/config.toml", b'model = "gpt-5.5"\n'),
+])
+def test_read_only_store_link_is_refused_before_minting(home, tmp_path, workspace, logged_in, stubs, read_only,
+                                                       agent, relative, data):
+    link, target, store = store_link(home, tmp_path, relative, data)
+    proc = run_fmapi_under(read_only(store), "setup", "--agent", agent, "--yes", "--host", workspace.url,
+                           "--profile", logged_in)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert "~/%s links to %s" % (relative, target) in first and "read-only" in first, proc.stderr
+    assert "minted no token" in first and ".fmapi-tmp" not in proc.stderr and "HOME read-only" not in proc.stderr
+    assert ("--settings-location" if agent == "claude" else "CODEX_HOME") in proc.stderr
+    assert "[3/5]" not in proc.stdout and not workspace.pats_with_comment_prefix("")  # nothing minted
+    assert not (link.parent / "fmapi-key-helper.sh").exists() and target.read_bytes() == data
+    assert not (home / ".local" / "share" / "fmapi").exists()
+
+
+def test_a_read_only_directory_is_refused_before_minting(home, workspace, setup, read_only):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_text("{}\n")
+    proc = run_fmapi_under(read_only(d), "setup", "--yes", "--host", workspace.url, "--profile", "fake-profile")
+    assert proc.returncode == 1 and "minted no token" in proc.stderr, proc.stdout + proc.stderr
+    assert "~/.claude/settings.json" in proc.stderr and not workspace.pats_with_comment_prefix("")
+
+
+@pytest.mark.parametrize("agent,relative", [("claude", ".claude/settings.json"), ("codex", ".codex/config.toml")])
+def test_uninstall_never_deletes_a_helper_a_read_only_config_still_names(home, tmp_path, setup, read_only,
+                                                                        agent, relative):
+    setup("--agent", agent)
+    path = home / relative
+    store = tmp_path / "ro-store"
+    store.mkdir()
+    target = store / path.name
+    target.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(target)  # the user moved the file into a read-only store after setup
+    helper = path.parent / "fmapi-key-helper.sh"
+    proc = run_fmapi_under(read_only(store), "uninstall", "--yes")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert helper.exists() and "kept %s" % ("~/" + str(helper.relative_to(home))) in proc.stdout, proc.stdout
+    assert run_fmapi("token", "--agent", agent).returncode == 0  # the agent still gets its token
+    assert "fmapi-key-helper.sh" in target.read_text()
+
+
+def test_a_file_owned_by_someone_else_is_refused(home, setup):
+    if os.geteuid() == 0:  # root on a foreign HOME is refused earlier; here: a foreign file in root's HOME
+        d = home / ".claude"
+        d.mkdir()
+        (d / "settings.json").write_text("{}\n")
+        os.chown(d / "settings.json", 65534, 65534)
+        proc = setup(check=False)
+        assert proc.returncode == 1 and "belongs to" in proc.stderr and "minted no token" in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ root on another user's HOME (F8)
+def test_root_on_another_users_home_stops_before_writing(home, workspace, logged_in, stubs):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_text('{"theme": "dark"}\n')
+    (home / ".claude.json").write_text("{}\n")
+    for path in (home, d, d / "settings.json", home / ".claude.json"):
+        os.chown(path, 65534, 65534)
+    before = {p: (p.stat().st_uid, p.read_bytes() if p.is_file() else None) for p in home.rglob("*")}
+    for args in (["setup", "--yes", "--host", workspace.url, "--profile", logged_in],
+                 ["setup", "--agent", "codex", "--yes", "--host", workspace.url, "--profile", logged_in]):
+        proc = run_fmapi(*args, env={"SUDO_USER": "nobody"})
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "running as root" in proc.stderr and "without sudo" in proc.stderr
+        assert "[1/5]" not in proc.stdout
+    after = {p: (p.stat().st_uid, p.read_bytes() if p.is_file() else None) for p in home.rglob("*")}
+    assert after == before and not workspace.pats_with_comment_prefix("")
+
+
+# ------------------------------------------------------------------ values the user set before fmapi (F7)
+USER_CLAUDE = {
+    "env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: data-eng\nX-Cost-Center: 1234",
+            "ANTHROPIC_MODEL": "claude-opus-4-1", "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": "900000",
+            "ANTHROPIC_API_KEY": "sk-ant-mine", "MY_VAR": "1"},
+    "apiKeyHelper": "~/bin/my-key",
+    "permissions": {"allow": ["Bash(ls)"]},
+}
+
+
+def test_claude_keeps_merges_and_restores_the_users_values(home, setup):
+    d = home / ".claude"
+    d.mkdir()
+    original = json.dumps(USER_CLAUDE, indent=2).encode() + b"\n"
+    (d / "settings.json").write_bytes(original)
+    proc = setup()
+    env = read_json(d / "settings.json")["env"]
+    assert env["ANTHROPIC_CUSTOM_HEADERS"] == ("X-Team: data-eng\nX-Cost-Center: 1234\n"
+                                               "x-databricks-use-coding-agent-mode: true")
+    assert env["ANTHROPIC_MODEL"].startswith("databricks-") and "ANTHROPIC_API_KEY" not in env and env["MY_VAR"] == "1"
+    out = proc.stdout
+    assert "kept your ANTHROPIC_CUSTOM_HEADERS" in out
+    for name in ("env.ANTHROPIC_MODEL = \"claude-opus-4-1\"", "env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS", "apiKeyHelper",
+                 "env.ANTHROPIC_API_KEY (removed"):
+        assert name in out, out
+    assert "sk-ant-mine" not in out + proc.stderr  # a credential's value is never shown
+    again = setup()  # a re-run neither repeats the notice nor forgets the user's values
+    assert "replaced your own values" not in again.stdout
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout
+    assert (d / "settings.json").read_bytes() == json.dumps(
+        dict(USER_CLAUDE, env={k: v for k, v in USER_CLAUDE["env"].items() if k != "ANTHROPIC_API_KEY"}
+             | {"ANTHROPIC_API_KEY": "sk-ant-mine"}), indent=2).encode() + b"\n"
+
+
+def test_uninstall_of_a_merged_header_removes_only_fmapis_line(home, setup):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_text(json.dumps({"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: data-eng"}}))
+    setup()
+    settings = read_json(d / "settings.json")
+    settings["env"]["ANTHROPIC_CUSTOM_HEADERS"] += "\nX-Added-Later: 1"  # the user edits the lines after setup
+    (d / "settings.json").write_text(json.dumps(settings))
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert read_json(d / "settings.json") == {"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: data-eng\nX-Added-Later: 1"}}
