@@ -2404,6 +2404,7 @@ class Agent:
     node_version = None  # oldest Node.js the agent runs on, when it says nothing useful on an older one
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
     uses_helper = True  # runs fmapi's helper (and so the runtime copy) on its own
+    config_env = ""  # the variable that moves the agent's user directory (CLAUDE_CONFIG_DIR, CODEX_HOME, …)
 
     def ttl(self, lifetime):
         """How long the agent keeps a token before asking the helper again (seconds), for
@@ -2439,7 +2440,19 @@ class Agent:
 
     def prompts(self, previous):
         """Extra questions after the profile: list of (key, label, default)."""
-        return [("model", "Model", (previous or {}).get("model") or self.default_model)]
+        return [("model", "Model", self.models_in_file(previous or {}).get("model")
+                 or (previous or {}).get("model") or self.default_model)]
+
+    def models_in_file(self, previous):
+        """{answer key: model} as the agent's file of ``previous`` says now: a model the user chose
+        there since setup is what a re-run keeps (ollama/ollama#16348). {} when unknown."""
+        return {}
+
+    def env_dir_installs(self, registry):
+        """This agent's installs made with its config_env variable set, when that variable is not set now."""
+        if not self.config_env or os.environ.get(self.config_env):
+            return []
+        return [r for r in registry.values() if r.get("agent") == self.name and r.get("config_env") == self.config_env]
 
     def check(self, record):
         """Refuse before anything is minted or written when the agent's files are unusable."""
@@ -2619,6 +2632,8 @@ CLAUDE_ENV_KEYS = (
     "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
 )
 CLAUDE_STALE_KEYS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")  # they would beat the helper
+CLAUDE_MODEL_KEYS = {"model": "ANTHROPIC_MODEL", "opus": "ANTHROPIC_DEFAULT_OPUS_MODEL",
+                     "sonnet": "ANTHROPIC_DEFAULT_SONNET_MODEL", "haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL"}
 ANTHROPIC_PATH = "/serving-endpoints/anthropic"
 
 
@@ -2630,6 +2645,7 @@ class Claude(Agent):
     pat_comment = "Claude Code FMAPI"
     default_model = CLAUDE_DEFAULTS["model"]
     family = "claude"
+    config_env = "CLAUDE_CONFIG_DIR"
 
     def install_dir(self, location=None):
         """The .claude directory for a settings location: home, cwd or a base path."""
@@ -2643,8 +2659,10 @@ class Claude(Agent):
     def settings_path(self, record):
         return os.path.join(record["dir"], "settings.json")
 
-    def state_path(self):
+    def state_path(self, record=None):
         """Claude Code's own state file, where onboarding is marked complete."""
+        if record and record.get("config_env") == self.config_env:
+            return os.path.join(record["dir"], ".claude.json")
         config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
         if config_dir:
             return os.path.join(config_dir, ".claude.json")
@@ -2652,12 +2670,24 @@ class Claude(Agent):
 
     def prompts(self, previous):
         previous = previous or {}
-        return [
-            ("model", "Model", previous.get("model") or CLAUDE_DEFAULTS["model"]),
-            ("opus", "Opus model", previous.get("opus") or CLAUDE_DEFAULTS["opus"]),
-            ("sonnet", "Sonnet model", previous.get("sonnet") or CLAUDE_DEFAULTS["sonnet"]),
-            ("haiku", "Haiku model", previous.get("haiku") or CLAUDE_DEFAULTS["haiku"]),
-        ]
+        edited = self.models_in_file(previous)
+        return [(key, label, edited.get(key) or previous.get(key) or CLAUDE_DEFAULTS[key])
+                for key, label in (("model", "Model"), ("opus", "Opus model"), ("sonnet", "Sonnet model"),
+                                   ("haiku", "Haiku model"))]
+
+    def models_in_file(self, previous):
+        if not previous.get("dir"):
+            return {}
+        try:
+            env = load_json_object(previous.get("settings") or self.settings_path(previous)).get("env")
+        except (UnparsableFile, OSError):
+            return {}
+        found = {}
+        for key, name in CLAUDE_MODEL_KEYS.items():
+            value = env.get(name) if isinstance(env, dict) else None
+            if isinstance(value, str) and value.strip():
+                found[key] = value.strip()
+        return found
 
     # Keys fmapi reads or writes and the JSON type Claude Code expects there.
     KNOWN_TYPES = (("env", dict, "an object"), ("apiKeyHelper", str, "a string"))
@@ -2730,7 +2760,7 @@ class Claude(Agent):
         settings["env"] = env
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
         write_in_place(path, dump_json(settings, style), 0o600)
-        if self._mark_onboarded():
+        if self._mark_onboarded(record):
             record = dict(record, state_created=True)
         for key in CLAUDE_STALE_KEYS:
             if os.environ.get(key):
@@ -2781,9 +2811,9 @@ class Claude(Agent):
             for item in replaced:
                 say("    - " + item)
 
-    def _mark_onboarded(self):
+    def _mark_onboarded(self, record):
         """hasCompletedOnboarding in ~/.claude.json; True when fmapi created that file."""
-        path = self.state_path()
+        path = self.state_path(record)
         try:
             state, style = load_json_document(path)
         except UnparsableFile:
@@ -2807,7 +2837,7 @@ class Claude(Agent):
 
     def _unmark_onboarded(self, record, report):
         """Delete ~/.claude.json when fmapi created it and Claude Code never wrote to it since."""
-        path = self.state_path()
+        path = self.state_path(record)
         if not record.get("state_created"):
             return
         try:
@@ -2988,7 +3018,11 @@ class Claude(Agent):
         return changed
 
     def finish_message(self, record):
-        return "Done. Run `claude` (settings: %s)." % tilde(self.settings_path(record))
+        text = "Done. Run `claude` (settings: %s)." % tilde(self.settings_path(record))
+        if record.get("config_env"):
+            text += ("\nClaude Code finds this setup while CLAUDE_CONFIG_DIR=%s is set; `fmapi` itself finds it "
+                     "without." % tilde(record["dir"]))
+        return text
 
 
 register(Claude())
@@ -3427,6 +3461,7 @@ class Codex(Agent):
     default_model = "databricks-gpt-5-2"
     family = "gpt"
     min_version = CODEX_MIN_VERSION
+    config_env = "CODEX_HOME"
 
     def install_dir(self, location=None):
         """$CODEX_HOME, else ~/.codex: Codex reads providers from the user file only."""
@@ -3434,6 +3469,20 @@ class Codex(Agent):
 
     def config_path(self, record):
         return record.get("config") or os.path.join(record["dir"], CODEX_CONFIG_NAME)
+
+    def models_in_file(self, previous):
+        if not previous.get("dir"):
+            return {}
+        try:
+            text, _ = self._read(self.config_path(previous))
+            provider = toml_top_statement(text or "", "model_provider")
+            model = toml_top_statement(text or "", "model")
+        except (UnparsableFile, TomlSyntaxError, OSError):
+            return {}
+        if provider is None or model is None or toml_unquote(provider["value"]) != CODEX_PROVIDER_ID:
+            return {}
+        value = toml_unquote(model["value"]).strip()
+        return {"model": value} if value else {}
 
     # -- reading and checking the user's file
 
@@ -3820,6 +3869,7 @@ class Gemini(Agent):
     min_version = (0, 19, 0)  # GEMINI_API_KEY_AUTH_MECHANISM and GEMINI_CLI_CUSTOM_HEADERS
     revoke_replaced = False  # a running session keeps the token it started with: let it expire
     uses_helper = False  # `fmapi gemini` serves the token itself
+    config_env = "GEMINI_CLI_HOME"
 
     def install_dir(self, location=None):
         """<GEMINI_CLI_HOME or ~>/.gemini: Gemini CLI's own user directory."""
@@ -4080,7 +4130,12 @@ def run_gemini(argv):
             warn("could not refresh %s: %s" % (tilde(agent.env_path(record)), getattr(exc, "message", exc)))
     env = dict(os.environ)
     env.update(gemini_env(record["host"], token, agent.model_for_launch(record)))
+    if os.environ.get("GEMINI_CLI_CUSTOM_HEADERS", "").strip():  # the user's (proxy) headers go too
+        env["GEMINI_CLI_CUSTOM_HEADERS"] = merge_headers(os.environ["GEMINI_CLI_CUSTOM_HEADERS"], ", ")
+    if record.get("config_env") == agent.config_env and not os.environ.get(agent.config_env):
+        env[agent.config_env] = os.path.dirname(record["dir"])  # gemini reads the install's settings
     exec_agent(agent, path, argv, env)
+
 
 register(Gemini())
 
@@ -4725,6 +4780,12 @@ def cmd_setup(args):
     answers, previous = collect_answers(agent, args, registry, interactive)
     location = answers.get("location")
     record = dict(answers, agent=agent.name, dir=agent.install_dir(location))
+    if location in (None, "home") and agent.config_env:
+        if os.environ.get(agent.config_env):
+            record["config_env"] = agent.config_env  # found again from a shell without the variable
+        elif (record["dir"] not in registry and previous and previous.get("config_env") == agent.config_env
+              and getattr(args, "settings_location", None) is None):
+            record = dict(record, dir=previous["dir"], config_env=agent.config_env)  # a bare re-run: that install
     if args.write_env is not None:
         record["write_env"] = args.write_env
     if previous and previous.get("dir") == record["dir"]:
@@ -4893,9 +4954,17 @@ def credential_summary(record):
 def find_install(agent, location=None):
     """The record of the install at ``location`` (the agent's default when None), or an error."""
     directory = agent.install_dir(location)
-    record = load_registry().get(directory)
+    registry = load_registry()
+    record = registry.get(directory)
     if record and record.get("agent") == agent.name:
         return record
+    elsewhere = agent.env_dir_installs(registry) if location in (None, "home") else []
+    if len(elsewhere) == 1:
+        return elsewhere[0]  # made with CLAUDE_CONFIG_DIR (or CODEX_HOME, …) set; this shell has none
+    if elsewhere:
+        raise FmapiError("%s has installs in %s; fmapi cannot tell which one you mean." % (
+            agent.title, ", ".join(tilde(r["dir"]) for r in elsewhere)),
+            fix="Set %s to one of them, e.g. %s=%s fmapi ..." % (agent.config_env, agent.config_env, elsewhere[0]["dir"]))
     spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
     if spec and spec.agent == agent.name:
         return {"agent": agent.name, "dir": directory, "host": spec.host, "profile": spec.profile,

@@ -129,3 +129,25 @@ def test_dead_session_shows_the_sign_in_instruction(workspace, installed, claude
         assert request["headers"].get("authorization", "").strip() in ("", "Bearer")
     assert not workspace.requests_to("/api/2.0/token/create")
     assert cache_of(installed)["token"] == old["token"]
+
+
+def test_users_headers_reach_the_workspace_beside_fmapis_from_a_bom_file(home, workspace, logged_in, claude, tmp_path):
+    """Issue 12: a settings.json saved with a byte-order mark holding the user's own headers (several
+    lines, anthropics/claude-code#1859) stays theirs, and every model call carries them and fmapi's."""
+    workspace.reply_text = REPLY
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        {"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: data-eng\nX-Cost-Center: 1234"}}).encode())
+    args = [item for pair in MODELS.items() for item in pair]
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, *args, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (d / "settings.json").read_bytes().startswith(b"\xef\xbb\xbf")
+    workspace.clear_requests()
+
+    proc = run_claude(claude, tmp_path)
+
+    assert_answered_with(workspace, proc, cache_of(d)["token"])
+    for request in model_calls(workspace):
+        assert request["headers"].get("x-team") == "data-eng"
+        assert request["headers"].get("x-cost-center") == "1234"

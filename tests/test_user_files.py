@@ -290,3 +290,72 @@ def test_uninstall_of_a_merged_header_removes_only_fmapis_line(home, setup):
     (d / "settings.json").write_text(json.dumps(settings))
     assert run_fmapi("uninstall", "--yes").returncode == 0
     assert read_json(d / "settings.json") == {"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: data-eng\nX-Added-Later: 1"}}
+
+
+def test_fmapi_gemini_joins_the_users_headers_with_fmapis(home, setup, tmp_path):
+    setup("--agent", "gemini")
+    record = tmp_path / "gemini-run.json"
+    proc = run_fmapi("gemini", "-p", "hi", env={"GEMINI_CLI_CUSTOM_HEADERS": "X-My-Company-Header: abc123, X-Two: 2"})
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(record.read_text())["env"]["GEMINI_CLI_CUSTOM_HEADERS"]
+    assert seen == "X-My-Company-Header: abc123, X-Two: 2, x-databricks-use-coding-agent-mode: true"
+    proc = run_fmapi("gemini", "-p", "hi")
+    assert json.loads(record.read_text())["env"]["GEMINI_CLI_CUSTOM_HEADERS"] == "x-databricks-use-coding-agent-mode: true"
+
+
+# ------------------------------------------------------------------ a re-run keeps the model the user chose (F12)
+def test_claude_rerun_keeps_the_model_the_user_set_since(home, setup):
+    setup("--model", "databricks-claude-opus-4-6")
+    path = home / ".claude" / "settings.json"
+    settings = read_json(path)
+    settings["env"]["ANTHROPIC_MODEL"] = "databricks-claude-sonnet-4-6"
+    path.write_text(json.dumps(settings, indent=2))
+    setup()  # the README's fix for a revoked PAT
+    assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-sonnet-4-6"
+    setup("--model", "databricks-claude-opus-4-5")  # --model still wins
+    assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-opus-4-5"
+    assert run_fmapi("uninstall", "--yes").returncode == 0 and not path.exists()
+
+
+def test_codex_rerun_keeps_the_model_the_user_set_since(home, setup):
+    d = home / ".codex"
+    d.mkdir()
+    (d / "config.toml").write_text('model = "gpt-5.5"\n')
+    setup("--agent", "codex", "--model", "databricks-gpt-5-2")
+    config = d / "config.toml"
+    config.write_text(config.read_text().replace('model = "databricks-gpt-5-2"', 'model = "databricks-gpt-5-2-codex"'))
+    setup("--agent", "codex")
+    assert 'model = "databricks-gpt-5-2-codex"' in config.read_text()
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert config.read_text() == 'model = "gpt-5.5"\n'  # the model from before fmapi comes back
+
+
+# ------------------------------------------------------------------ installs under an env-chosen config dir (F9)
+@pytest.mark.parametrize("agent,variable,sub", [("claude", "CLAUDE_CONFIG_DIR", ""), ("codex", "CODEX_HOME", ""),
+                                                ("gemini", "GEMINI_CLI_HOME", ".gemini")])
+def test_an_install_made_with_the_config_dir_variable_is_found_without_it(home, workspace, setup, agent, variable, sub):
+    chosen = home / "work-profile"
+    setup("--agent", agent, env={variable: str(chosen)})
+    directory = chosen / sub if sub else chosen
+    token = run_fmapi("token", "--agent", agent)  # a plain shell
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.strip() == json.loads((directory / ".fmapi-pat-cache").read_text())["token"]
+    proc = run_fmapi("setup", "--agent", agent, "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kept a PAT" in proc.stdout
+    default = {"claude": home / ".claude", "codex": home / ".codex", "gemini": home / ".gemini"}[agent]
+    assert not default.exists()
+    assert len(workspace.pats_with_comment_prefix("")) == 1
+    status = run_fmapi("status")
+    assert status.stdout.count("\n  cached PAT") == 1 and str(directory.relative_to(home)) in status.stdout
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert not (directory / ".fmapi-pat-cache").exists() and not (home / ".local" / "share" / "fmapi").exists()
+
+
+def test_claude_config_dir_install_marks_onboarding_in_that_dir(home, setup):
+    chosen = home / ".claude-work"
+    setup(env={"CLAUDE_CONFIG_DIR": str(chosen)})
+    assert read_json(chosen / ".claude.json") == {"hasCompletedOnboarding": True}
+    proc = run_fmapi("setup", "--yes")
+    assert proc.returncode == 0 and "CLAUDE_CONFIG_DIR" in proc.stdout
+    assert not (home / ".claude.json").exists() and not (home / ".claude").exists()
