@@ -147,9 +147,12 @@ def test_gemini_cli_home_moves_the_install(home, workspace, tmp_path, setup_gemi
     assert proc.returncode == 0, proc.stderr
     assert seen["env"]["GEMINI_API_KEY"] == cache_of(other / ".gemini")["token"]
 
-    proc, seen = launch(gemini_record, "-p", "hi")  # without it, there is no install at ~/.gemini
-    assert proc.returncode == 1 and seen is None
-    assert "fmapi setup --agent gemini" in proc.stderr
+    # Without it (issue 12): fmapi finds that install, and gemini is started with it so it reads that settings.json.
+    proc, seen = launch(gemini_record, "-p", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert seen["env"]["GEMINI_CLI_HOME"] == str(other)
+    assert seen["env"]["GEMINI_API_KEY"] == cache_of(other / ".gemini")["token"]
+    assert not (home / ".gemini").exists()
 
 
 def test_gemini_older_than_0_19_is_refused_with_an_upgrade_instruction(home, workspace, gdir, home_bin,
