@@ -572,6 +572,72 @@ def running_as_root_for(paths):
     return None
 
 
+def git_work_tree(path):
+    """(the work tree's top directory, its repository's info/exclude file) when ``path`` is inside
+    a git work tree (a clone, a linked worktree or a submodule), else None. Reads .git itself: no
+    git binary is needed. Facts from gitrepository-layout(5): a ``.git`` file says ``gitdir: X``;
+    a linked worktree's gitdir names the shared repository in its ``commondir`` file."""
+    current = os.path.abspath(path)
+    while True:
+        dotgit = os.path.join(current, ".git")
+        gitdir = None
+        if os.path.isdir(dotgit):
+            gitdir = dotgit
+        elif os.path.isfile(dotgit):
+            text = (read_bytes(dotgit) or b"").decode("utf-8", "replace").strip()
+            if text.startswith("gitdir:"):
+                gitdir = os.path.normpath(os.path.join(current, text[len("gitdir:"):].strip()))
+        if gitdir and os.path.isdir(gitdir):
+            common = gitdir
+            pointer = read_bytes(os.path.join(gitdir, "commondir"))
+            if pointer:
+                common = os.path.normpath(os.path.join(gitdir, pointer.decode("utf-8", "replace").strip()))
+            return current, os.path.join(common, "info", "exclude")
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def exclude_add(path, lines):
+    """Add ``lines`` (those not there yet) to a git exclude file; what uninstall needs to take
+    exactly them out again: {"path", "added", "created", "newline_added"}."""
+    raw = read_bytes(path)
+    text = raw.decode("utf-8", "surrogateescape") if raw is not None else ""
+    present = set(text.splitlines())
+    added = [line for line in lines if line not in present]
+    undo = {"path": path, "added": added, "created": raw is None, "newline_added": bool(text) and not text.endswith("\n")}
+    if added:
+        if undo["newline_added"]:
+            text += "\n"
+        text += "".join(line + "\n" for line in added)
+        mode = os.stat(path).st_mode & 0o777 if raw is not None else 0o644
+        write_atomic(path, text.encode("utf-8", "surrogateescape"), mode)
+    return undo
+
+
+def exclude_remove(undo):
+    """Take out exactly the lines exclude_add added (the first match of each); True when changed."""
+    path = undo.get("path")
+    raw = read_bytes(path) if path else None
+    if raw is None or not undo.get("added"):
+        return False
+    lines = raw.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    for line in undo["added"]:
+        for index, existing in enumerate(lines):
+            if existing.rstrip("\r\n") == line:
+                del lines[index]
+                break
+    text = "".join(lines)
+    if undo.get("newline_added") and text.endswith("\n"):
+        text = text[:-1]
+    if not text and undo.get("created"):
+        remove_file(path)
+    else:
+        write_atomic(path, text.encode("utf-8", "surrogateescape"), os.stat(path).st_mode & 0o777)
+    return True
+
+
 def leftover_temp_files(directory, names):
     """Temporary files fmapi may have left beside ``names`` in ``directory``."""
     found = []
@@ -2454,6 +2520,11 @@ class Agent:
             return []
         return [r for r in registry.values() if r.get("agent") == self.name and r.get("config_env") == self.config_env]
 
+    def place(self, record):
+        """The record with where this install's files go (settings file, cache dir), decided once
+        at setup before anything is checked or written; most agents have nothing to decide."""
+        return record
+
     def check(self, record):
         """Refuse before anything is minted or written when the agent's files are unusable."""
 
@@ -2632,6 +2703,7 @@ CLAUDE_ENV_KEYS = (
     "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
 )
 CLAUDE_STALE_KEYS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")  # they would beat the helper
+CLAUDE_LOCAL_SETTINGS = "settings.local.json"  # personal, uncommitted project settings (Claude Code docs)
 CLAUDE_MODEL_KEYS = {"model": "ANTHROPIC_MODEL", "opus": "ANTHROPIC_DEFAULT_OPUS_MODEL",
                      "sonnet": "ANTHROPIC_DEFAULT_SONNET_MODEL", "haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL"}
 ANTHROPIC_PATH = "/serving-endpoints/anthropic"
@@ -2657,7 +2729,28 @@ class Claude(Agent):
         return os.path.join(os.path.abspath(os.path.expanduser(location)), ".claude")
 
     def settings_path(self, record):
-        return os.path.join(record["dir"], "settings.json")
+        return record.get("settings") or os.path.join(record["dir"], "settings.json")
+
+    def place(self, record):
+        """A project install (cwd or PATH) inside a git work tree: fmapi's keys go to
+        .claude/settings.local.json, Claude Code's personal settings file (same keys, higher
+        precedence than the team's settings.json), the PAT cache outside the tree, and fmapi's
+        files in the tree into the repository's info/exclude, never the team's .gitignore."""
+        tree = git_work_tree(os.path.dirname(record["dir"])) if record.get("location", "home") != "home" else None
+        if not tree:
+            return record
+        import hashlib
+
+        top, exclude = tree
+        digest = hashlib.sha256(record["dir"].encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        return dict(record, settings=os.path.join(record["dir"], CLAUDE_LOCAL_SETTINGS),
+                    cache_dir=os.path.join(data_home(), "project-caches", digest),
+                    git={"top": top, "exclude": exclude})
+
+    def _exclude_lines(self, record):
+        top = record["git"]["top"]
+        return ["/" + os.path.relpath(path, top).replace(os.sep, "/")
+                for path in (self.settings_path(record), self.helper_path(record))]
 
     def state_path(self, record=None):
         """Claude Code's own state file, where onboarding is marked complete."""
@@ -2697,7 +2790,8 @@ class Claude(Agent):
         one that setup could not write (a home-manager link into /nix/store)."""
         path = self.settings_path(record)
         check_link_target(path)
-        self.check_writable([path], [record["dir"], self.cache_dir(record)],
+        files = [path] + ([record["git"]["exclude"]] if record.get("git") else [])
+        self.check_writable(files, [record["dir"], self.cache_dir(record)],
                             "Put fmapi's settings elsewhere with --settings-location PATH, or add apiKeyHelper and "
                             "the env keys (README, Claude Code) to the config manager that owns the file.")
         try:
@@ -2758,6 +2852,12 @@ class Claude(Agent):
         env.update((key, value) for key, value in written.items() if key != "apiKeyHelper")
         settings["apiKeyHelper"] = written["apiKeyHelper"]
         settings["env"] = env
+        if record.get("git"):  # before the files appear, so `git status` never shows them
+            undo = exclude_add(record["git"]["exclude"], self._exclude_lines(record))
+            old = (previous.get("git") or {}).get("excluded") or {}
+            if old.get("path") == undo["path"]:
+                undo = dict(old, added=old.get("added", []) + [a for a in undo["added"] if a not in old.get("added", [])])
+            record = dict(record, git=dict(record["git"], excluded=undo))
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
         write_in_place(path, dump_json(settings, style), 0o600)
         if self._mark_onboarded(record):
@@ -2918,9 +3018,13 @@ class Claude(Agent):
             remove_file(leftover)
             report.removed.append(tilde(leftover))
         self._unmark_onboarded(record, report)
-        for empty in (cache_dir, directory):
+        excluded = (record.get("git") or {}).get("excluded")
+        if excluded and exclude_remove(excluded):
+            report.removed.append("fmapi's lines from %s" % tilde(excluded["path"]))
+        for empty in (cache_dir, os.path.dirname(cache_dir) if record.get("cache_dir") else None, directory):
             try:
-                os.rmdir(empty)  # only when fmapi left it empty
+                if empty:
+                    os.rmdir(empty)  # only when fmapi left it empty
             except OSError:
                 pass
         return True
@@ -3019,6 +3123,10 @@ class Claude(Agent):
 
     def finish_message(self, record):
         text = "Done. Run `claude` (settings: %s)." % tilde(self.settings_path(record))
+        if record.get("git"):
+            text += ("\nIn this git work tree fmapi wrote your personal %s (not the team's settings.json), keeps the "
+                     "token cache in %s, and lists its files in %s, so `git status` shows nothing new."
+                     % (CLAUDE_LOCAL_SETTINGS, tilde(self.cache_dir(record)), tilde(record["git"]["exclude"])))
         if record.get("config_env"):
             text += ("\nClaude Code finds this setup while CLAUDE_CONFIG_DIR=%s is set; `fmapi` itself finds it "
                      "without." % tilde(record["dir"]))
@@ -4793,6 +4901,7 @@ def cmd_setup(args):
         previous_same = previous
     else:
         previous_same = registry.get(record["dir"])
+    record = agent.place(record)
     refuse_root_for([record["dir"], agent.cache_dir(record)])
     check_private_dir(record["dir"])
     if agent.uses_helper:

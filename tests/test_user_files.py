@@ -359,3 +359,63 @@ def test_claude_config_dir_install_marks_onboarding_in_that_dir(home, setup):
     proc = run_fmapi("setup", "--yes")
     assert proc.returncode == 0 and "CLAUDE_CONFIG_DIR" in proc.stdout
     assert not (home / ".claude.json").exists() and not (home / ".claude").exists()
+
+
+# ------------------------------------------------------------------ project installs in a git work tree
+def git(project, *args):
+    return subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], cwd=project,
+                          capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A git project with a committed team .claude/settings.json."""
+    p = tmp_path / "proj"
+    (p / ".claude").mkdir(parents=True)
+    (p / ".claude" / "settings.json").write_text('{"permissions": {"allow": ["Bash(make)"]}}\n')
+    (p / "README").write_text("hi\n")
+    git(p, "init", "-q")
+    git(p, "add", "-A")
+    git(p, "commit", "-qm", "init")
+    return p
+
+
+@pytest.mark.parametrize("how", ["path", "cwd", "subdir"])
+def test_project_install_in_a_git_work_tree_leaves_git_status_clean(home, setup, project, monkeypatch, how):
+    exclude = project / ".git" / "info" / "exclude"
+    before = exclude.read_bytes()
+    base = project / "pkg" if how == "subdir" else project
+    base.mkdir(exist_ok=True)
+    if how == "cwd":
+        monkeypatch.chdir(base)
+    proc = setup("--settings-location", "cwd" if how == "cwd" else str(base))
+    d = base / ".claude"
+    local = read_json(d / "settings.local.json")
+    assert local["apiKeyHelper"].strip("'") == str(d / "fmapi-key-helper.sh")
+    assert "ANTHROPIC_BASE_URL" in local["env"]
+    if how != "subdir":
+        assert (d / "settings.json").read_text() == '{"permissions": {"allow": ["Bash(make)"]}}\n'  # the team's
+    assert not (d / ".fmapi-pat-cache").exists() and not list(project.rglob(".fmapi-pat-cache*"))
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not (project / ".gitignore").exists()
+    assert "settings.local.json" in proc.stdout
+    token = run_fmapi("token", "--settings-location", str(base))
+    assert token.returncode == 0 and token.stdout.strip().startswith("dapi"), token.stderr
+    helper = subprocess.run([str(d / "fmapi-key-helper.sh")], capture_output=True, text=True)
+    assert helper.stdout == token.stdout
+    assert setup("--settings-location", str(base)).returncode == 0  # a re-run adds nothing twice
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout
+    assert exclude.read_bytes() == before
+    assert not (d / "settings.local.json").exists() and not (d / "fmapi-key-helper.sh").exists()
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not (home / ".local" / "share" / "fmapi").exists()
+
+
+def test_project_install_outside_a_work_tree_is_as_before(home, setup, tmp_path):
+    base = tmp_path / "plain"
+    base.mkdir()
+    setup("--settings-location", str(base))
+    assert (base / ".claude" / "settings.json").exists() and (base / ".claude" / ".fmapi-pat-cache").exists()
+    assert not (base / ".claude" / "settings.local.json").exists()
