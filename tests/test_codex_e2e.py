@@ -144,3 +144,23 @@ def test_uninstall_gives_back_the_users_config(workspace, installed, codex, tmp_
     assert (installed / "config.toml").read_text() == USER_CONFIG
     assert not (installed / "fmapi-key-helper.sh").exists() and not (installed / ".fmapi-pat-cache").exists()
     assert not workspace.pats_with_comment_prefix("Codex FMAPI")
+
+
+def test_a_config_with_a_byte_order_mark_works_and_comes_back(home, workspace, logged_in, codex, tmp_path):
+    """Issue 12: a config.toml saved with a UTF-8 BOM and CRLF (Windows editors) is merged, the real
+    codex answers through it, and uninstall gives back every byte."""
+    workspace.reply_text = REPLY
+    original = b"\xef\xbb\xbf" + USER_CONFIG.replace("\n", "\r\n").encode()
+    codex_home = home / ".codex"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_bytes(original)
+    proc = run_fmapi("setup", "--agent", "codex", "--yes", "--host", workspace.url, "--profile", logged_in,
+                     "--model", MODEL, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (codex_home / "config.toml").read_bytes().startswith(b"\xef\xbb\xbf")
+    workspace.clear_requests()
+
+    assert_answered_with(workspace, run_codex(codex, tmp_path), cache_of(codex_home)["token"])
+
+    assert run_fmapi("--uninstall", "--yes").returncode == 0
+    assert (codex_home / "config.toml").read_bytes() == original
