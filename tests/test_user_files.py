@@ -109,6 +109,18 @@ def test_gemini_settings_with_a_bom_are_refused_naming_the_bom(home, workspace, 
     assert not workspace.pats_with_comment_prefix("Gemini")  # nothing minted
 
 
+def test_gemini_env_file_with_a_bom_round_trips(home, setup):
+    d = home / ".gemini"
+    d.mkdir()
+    original = BOM + b"MY_TOOL_TOKEN=abc\r\n"
+    (d / ".env").write_bytes(original)
+    setup("--agent", "gemini", "--write-env")
+    raw = (d / ".env").read_bytes()
+    assert raw.startswith(original) and b"GEMINI_API_KEY=" in raw
+    assert run_fmapi("uninstall", "--yes").returncode == 0
+    assert (d / ".env").read_bytes() == original
+
+
 # ------------------------------------------------------------------ uninstall keeps a helper still in use
 def test_uninstall_keeps_codex_helper_while_the_config_names_it(home, setup):
     setup("--agent", "codex")
