@@ -887,14 +887,13 @@ def jsonc_remove(text, path):
 
 def read_jsonc_file(path):
     """(text, object) of a JSON-with-comments file: (None, {}) when missing; UnparsableFile otherwise."""
-    raw = read_bytes(os.path.realpath(path))
-    if raw is None:
+    text, style = read_text(os.path.realpath(path))
+    if text is None:
         return None, {}
+    if style.bom:  # not known to be read by the agents using JSONC here: say it is the cause, change nothing
+        raise UnparsableFile(path, "it starts with a UTF-8 byte-order mark; save it as UTF-8 without one")
     try:
-        text = raw.decode("utf-8")
         return text, jsonc_load(text)
-    except UnicodeDecodeError:
-        raise UnparsableFile(path, "it is not UTF-8") from None
     except JsoncError as exc:
         raise UnparsableFile(path, str(exc)) from None
 

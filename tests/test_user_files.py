@@ -431,3 +431,16 @@ def test_project_install_outside_a_work_tree_is_as_before(home, setup, tmp_path)
     setup("--settings-location", str(base))
     assert (base / ".claude" / "settings.json").exists() and (base / ".claude" / ".fmapi-pat-cache").exists()
     assert not (base / ".claude" / "settings.local.json").exists()
+
+
+def test_a_jsonc_file_with_a_bom_is_refused_naming_the_bom(home, workspace, logged_in, home_bin):
+    """Pi's models.json (read through fmapi's JSONC editor): the error names the mark as the cause."""
+    make_stub(home_bin, "pi", "#!/bin/sh\necho '1.6.0'\n")
+    agent_dir = home / ".pi" / "agent"
+    agent_dir.mkdir(parents=True)
+    data = BOM + b'{"providers": {}}\n'
+    (agent_dir / "models.json").write_bytes(data)
+    proc = run_fmapi("setup", "--agent", "pi", "--yes", "--host", workspace.url, "--profile", logged_in)
+    assert proc.returncode == 1 and "byte-order mark" in proc.stderr, proc.stdout + proc.stderr
+    assert (agent_dir / "models.json").read_bytes() == data
+    assert not workspace.requests_to("/api/2.0/token/create")
