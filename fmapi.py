@@ -2959,6 +2959,12 @@ class Claude(Agent):
         """A record for an fmapi (or seed script) install found in ``directory``, if any."""
         settings_file = os.path.join(directory, "settings.json")
         helper = os.path.join(directory, HELPER_NAME)
+        try:  # a project install in a git work tree keeps fmapi's keys in settings.local.json
+            local = os.path.join(directory, CLAUDE_LOCAL_SETTINGS)
+            if HELPER_NAME in str(load_json_object(local).get("apiKeyHelper", "")):
+                settings_file = local
+        except UnparsableFile:
+            pass
         has_files = any(os.path.exists(os.path.join(directory, n)) for n in (HELPER_NAME, CACHE_NAME))
         try:
             settings = load_json_object(settings_file)
@@ -2970,6 +2976,10 @@ class Claude(Agent):
             return None
         spec = spec_from_helper(helper)
         record = {"agent": self.name, "dir": directory, "settings": settings_file}
+        tree = git_work_tree(os.path.dirname(directory)) if settings_file.endswith(CLAUDE_LOCAL_SETTINGS) else None
+        if tree:  # fmapi's exclude lines are known by their paths
+            record["git"] = {"top": tree[0], "exclude": tree[1]}
+            record["git"]["excluded"] = {"path": tree[1], "added": self._exclude_lines(record), "created": False}
         if spec:
             record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli,
                           auth=spec.auth, config_file=spec.config_file)

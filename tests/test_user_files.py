@@ -444,3 +444,16 @@ def test_a_jsonc_file_with_a_bom_is_refused_naming_the_bom(home, workspace, logg
     assert proc.returncode == 1 and "byte-order mark" in proc.stderr, proc.stdout + proc.stderr
     assert (agent_dir / "models.json").read_bytes() == data
     assert not workspace.requests_to("/api/2.0/token/create")
+
+
+def test_a_project_install_the_registry_lost_is_cleaned_from_settings_local(home, setup, project, monkeypatch):
+    monkeypatch.chdir(project)
+    before = (project / ".git" / "info" / "exclude").read_bytes()
+    setup("--settings-location", "cwd")
+    registry = home / ".local" / "share" / "fmapi" / "installs.json"
+    registry.unlink()
+    proc = run_fmapi("uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout
+    assert not (project / ".claude" / "settings.local.json").exists()
+    assert not (project / ".claude" / "fmapi-key-helper.sh").exists()
+    assert (project / ".git" / "info" / "exclude").read_bytes() == before
