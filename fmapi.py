@@ -4913,6 +4913,8 @@ def cmd_setup(args):
     record = agent.place(record)
     refuse_root_for([record["dir"], agent.cache_dir(record)])
     check_private_dir(record["dir"])
+    if agent.cache_dir(record) != record["dir"]:
+        check_private_dir(agent.cache_dir(record), "the token cache and lock")
     if agent.uses_helper:
         check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     agent.check(record)
