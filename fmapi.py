@@ -4237,7 +4237,7 @@ def run_gemini(argv):
     """`fmapi gemini ARGS...`: a token that outlives the session, then exec `gemini ARGS...`."""
     agent = AGENTS["gemini"]
     record = agent.launch_record()
-    refuse_root_for([agent.cache_dir(record)])
+    refuse_root_on_foreign_home()
     path = launch_path(agent)
     token = launch_token(agent, agent.token_spec(record))
     if record.get("write_env"):
@@ -4879,10 +4879,11 @@ def _validate_base_path(text):
     return path
 
 
-def refuse_root_for(paths):
-    """Stop, before anything is written, when fmapi runs as root on another user's files (sudo keeps
-    HOME on macOS): root-owned files would lock that user out of their own settings."""
-    found = running_as_root_for([os.path.expanduser("~")] + list(paths))
+def refuse_root_on_foreign_home():
+    """Stop, before anything is written, when fmapi runs as root on another user's HOME (sudo keeps
+    HOME on macOS): root-owned files would lock that user out of their own settings. A directory
+    inside it that someone else owns is check_private_dir's to refuse."""
+    found = running_as_root_for([os.path.expanduser("~")])
     if found:
         user, path = found
         raise FmapiError("fmapi is running as root, but %s belongs to %s: what it wrote there would then belong to "
@@ -4911,7 +4912,7 @@ def cmd_setup(args):
     else:
         previous_same = registry.get(record["dir"])
     record = agent.place(record)
-    refuse_root_for([record["dir"], agent.cache_dir(record)])
+    refuse_root_on_foreign_home()
     check_private_dir(record["dir"])
     if agent.cache_dir(record) != record["dir"]:
         check_private_dir(agent.cache_dir(record), "the token cache and lock")
@@ -5097,7 +5098,7 @@ def find_install(agent, location=None):
 def cmd_token(args):
     agent = AGENTS[args.agent]
     record = find_install(agent, getattr(args, "settings_location", None))
-    refuse_root_for([agent.cache_dir(record)])
+    refuse_root_on_foreign_home()
     spec = agent.token_spec(record)
     problem = runtime_problem() if agent.uses_helper else None
     if problem:
@@ -5205,9 +5206,11 @@ def cmd_uninstall(args):
     rc_files = legacy_rc_files()
     leftovers = runtime_leftovers() if not registry else []  # an earlier uninstall was cut short
     if not installs and not rc_files and not leftovers:
+        if not registry:
+            remove_runtime()  # only empty folders can be left here (an uninstall killed at its very end)
         say("Nothing to uninstall.")
         return 0
-    refuse_root_for([r["dir"] for r in installs.values()])
+    refuse_root_on_foreign_home()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     say("fmapi found:")
     for record in installs.values():
