@@ -75,6 +75,7 @@ MIN_REMAINING = 300  # seconds: a cached PAT with less life left is never handed
 MAX_MIN_REMAINING = 12 * 3600  # the most --min-remaining may ask for: even 1-day PATs then last a while
 AGENT_TTL_MAX = 3600  # seconds: how long an agent may keep a token before asking again
 RENEW_LOCK_WAIT = 120  # seconds to wait for another process that is renewing
+LEDGER_NAME = ".fmapi-pat-ledger"  # beside the cache: the PATs this install minted (survives a cache deletion)
 
 # Time budgets (seconds). The helper answers, with a token or a one-line cause, within
 # HELPER_DEADLINE however the workspace misbehaves: Claude Code warns when its helper takes
@@ -193,7 +194,8 @@ def write_atomic(path, data, mode=0o600):
 
     The temporary file lives in the same directory (so the rename is atomic), gets its
     final mode before any byte is written, is fsynced, and is removed on any failure,
-    KeyboardInterrupt and SystemExit (SIGTERM) included.
+    KeyboardInterrupt and SystemExit (SIGTERM) included. Its name carries the writer's pid,
+    so that the next write of the same file removes what a writer killed with SIGKILL left.
     """
     import errno
     import tempfile
@@ -203,7 +205,9 @@ def write_atomic(path, data, mode=0o600):
     os.makedirs(directory, mode=0o700, exist_ok=True)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX, dir=directory)
+    prefix = "." + os.path.basename(path) + "."
+    clear_dead_temp_files(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix="%s%d." % (prefix, os.getpid()), suffix=TMP_SUFFIX, dir=directory)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -255,6 +259,30 @@ def check_link_target(path):
                          % (tilde(path), tilde(real), owner),
                          fix="Replace the link with your own file (or point it at a file you own), then retry.")
     return real
+
+
+def clear_dead_temp_files(directory, prefix):
+    """Remove ``directory``'s temporary files named ``prefix<pid>.…TMP_SUFFIX`` whose writer
+    process no longer exists (killed mid-write)."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if not (entry.startswith(prefix) and entry.endswith(TMP_SUFFIX) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # the writer is alive (or another user's): its file
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except OSError:
+            pass
 
 
 def write_in_place(path, data, mode=None):
@@ -1886,33 +1914,6 @@ def delete_pat(host, bearer, token_id, deadline=None):
             raise
 
 
-def revoke_quietly(host, bearer, token_id):
-    try:
-        delete_pat(host, bearer, token_id)
-    except FmapiError as exc:
-        warn("could not revoke the replaced token (it expires on its own): " + exc.message)
-
-
-def revoke_in_background(host, bearer, token_id):
-    """Revoke the replaced PAT after the new one has been handed out, without delaying it."""
-    try:
-        sys.stdout.flush()
-        pid = os.fork()
-    except (OSError, AttributeError):
-        return revoke_quietly(host, bearer, token_id)
-    if pid:
-        return None
-    try:  # the child: detach from the agent's pipes so it is not waited for
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        delete_pat(host, bearer, token_id)
-    except BaseException:
-        pass
-    os._exit(0)
-
-
 def chat_endpoints(host, bearer, family):
     """Names of READY chat endpoints on the workspace whose name mentions ``family``."""
     endpoints = api(host, bearer, "GET", "/api/2.0/serving-endpoints", deadline=Deadline(15)).get("endpoints") or []
@@ -2025,14 +2026,150 @@ def _save_cache(spec, entry, on_failure=None):
         raise FmapiError(*os_error_text(exc, spec.cache_path, "could not save the token cache")) from None
 
 
+# The ledger: every PAT this install mints is written down, beside the cache but in its own
+# file (LEDGER_NAME), before it exists: first as a nonce that is also in the PAT's comment
+# (so a PAT whose creation a kill or a lost answer hid can be found by listing), then with
+# its id. An entry leaves the ledger when its PAT is revoked, found never to have been
+# created, or expired. So deleting the cache, or a kill at any instant, never leaves a live
+# PAT that nothing records: the next renewal (or setup) revokes what is not the cached one.
+
+LEDGER_KEEP = 8 * 86400  # seconds: an unresolved entry older than the longest PAT is dropped
+MINT_SETTLE = 600  # seconds: a token/create this old that no list shows never created a PAT
+
+
+def read_ledger(directory):
+    """The install's ledger entries: dicts with ``nonce``, ``host``, ``at`` (epoch s), and once
+    known ``token_id``, ``expiry`` (epoch s) and ``state`` ("minting", "minted", "cached")."""
+    data = read_cache(os.path.join(directory, LEDGER_NAME)) or {}
+    pats = data.get("pats")
+    return [entry for entry in pats if isinstance(entry, dict)] if isinstance(pats, list) else []
+
+
+def write_ledger(directory, pats):
+    """Replace the ledger atomically (0600); an empty ledger is removed."""
+    path = os.path.join(directory, LEDGER_NAME)
+    if pats:
+        write_atomic(path, dump_json({"version": 1, "pats": pats}))
+    else:
+        remove_file(path)
+
+
+def ledger_plan(spec, pats, current_id, dead_id=None, now=None):
+    """What to do about the ledger's PATs, given the id of the PAT now cached.
+
+    Returns ``{"revoke": [token_id, ...], "resolve": [[nonce, at], ...], "current": current_id}``
+    and drops from ``pats`` (in place) the entries that need nothing more: expired ones and
+    ``dead_id`` (a PAT the workspace already refuses: never revoked twice). A replaced PAT
+    that was handed out is revoked only when ``spec.revoke_replaced`` (Gemini CLI sessions
+    keep theirs until it expires); one that was never cached is always revoked. Entries of
+    another workspace wait until they expire.
+    """
+    now = time.time() if now is None else now
+    plan = {"revoke": [], "resolve": [], "current": current_id}
+    for entry in list(pats):
+        token_id, expiry = entry.get("token_id"), entry.get("expiry")
+        if token_id and token_id == current_id:
+            entry["state"] = "cached"
+            continue
+        gone = (isinstance(expiry, (int, float)) and expiry <= now) or (token_id and token_id == dead_id)
+        if gone or (not token_id and now - (entry.get("at") or 0) > LEDGER_KEEP):
+            pats.remove(entry)
+        elif entry.get("host") != spec.host:
+            continue
+        elif not token_id:
+            plan["resolve"].append([entry.get("nonce"), entry.get("at") or 0])
+        elif entry.get("state") != "cached" or spec.revoke_replaced:
+            plan["revoke"].append(token_id)
+    return plan if plan["revoke"] or plan["resolve"] else None
+
+
+def settle_ledger(spec, bearer, plan, deadline=None):
+    """Carry out a ledger_plan: find PATs by nonce, revoke what must go, then strike what was
+    done from the ledger (under the lock). Returns the problems as one-line strings."""
+    deadline = deadline or Deadline(SETUP_DEADLINE)
+    revoke, done, problems = list(plan["revoke"]), set(), []
+    found = {}  # nonce -> ids of the PATs created with it (a retried token/create may have made two)
+    listed = None
+    if plan["resolve"]:
+        try:
+            listed = list_pats(spec.host, spec.profile, bearer, deadline)
+        except FmapiError as exc:
+            problems.append(exc.message)
+        for nonce, _ in plan["resolve"]:
+            found[nonce] = [str(info.get("token_id")) for info in listed or []
+                            if str(info.get("comment", "")).endswith("#%s)" % nonce)]
+            revoke += [token_id for token_id in found[nonce] if token_id != plan["current"]]
+    for token_id in revoke:
+        try:
+            delete_pat(spec.host, bearer, token_id, deadline)
+            done.add(token_id)
+        except FmapiError as exc:
+            problems.append(exc.message)
+    adopted, resolved = {}, set()
+    for nonce, at in plan["resolve"]:
+        ids = found.get(nonce) or []
+        if plan["current"] in ids:
+            adopted[nonce] = plan["current"]  # the cached PAT, whose id the ledger had not caught
+        if all(token_id in done or token_id == plan["current"] for token_id in ids) and (
+                ids or (listed is not None and time.time() - at > MINT_SETTLE)):
+            resolved.add(nonce)  # else its token/create may still be on its way: look again next time
+    if done or resolved:
+        lock = _lock(os.path.join(spec.dir, LOCK_NAME), max(1.0, deadline.left()))
+        try:
+            pats = []
+            for entry in read_ledger(spec.dir):
+                nonce = entry.get("nonce")
+                if not entry.get("token_id") and nonce in adopted:
+                    entry.update(token_id=adopted[nonce], state="cached")
+                elif entry.get("token_id") in done or (not entry.get("token_id") and nonce in resolved):
+                    continue
+                pats.append(entry)
+            write_ledger(spec.dir, pats)
+        finally:
+            os.close(lock)
+    return problems
+
+
+def revoke_quietly(spec, bearer, plan):
+    """settle_ledger now, warning about what could not be done (it is retried next time)."""
+    for problem in settle_ledger(spec, bearer, plan):
+        warn("could not revoke a replaced token (fmapi retries at the next renewal): " + problem)
+
+
+def revoke_in_background(spec, bearer, plan):
+    """settle_ledger after the new token has been handed out, in a detached child."""
+    try:
+        sys.stdout.flush()
+        pid = os.fork()
+    except (OSError, AttributeError):
+        return revoke_quietly(spec, bearer, plan)
+    if pid:
+        return None
+    try:  # the child: detach from the agent's pipes so it is not waited for
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        settle_ledger(spec, bearer, plan)
+    except BaseException:
+        pass
+    os._exit(0)
+
+
 class PatCredential:
     """A PAT minted with the profile's OAuth session, rotated before it runs out."""
 
     kind = "pat"
     title = "personal access token (PAT)"
 
-    def obtain(self, spec, force=False, bearer=None, deadline=None):
-        """See ``obtain_token``; a lifetime the workspace refuses is lowered a day at a time."""
+    def obtain(self, spec, force=False, bearer=None, deadline=None, dead=None):
+        """See ``obtain_token``; a lifetime the workspace refuses is lowered a day at a time.
+
+        Every mint is written in the ledger first (see read_ledger), so the ``replaced``
+        this returns is ``(spec, bearer, plan)`` for settle_ledger: the previous PAT and any
+        PAT an earlier, interrupted run left behind. With a ``bearer`` (setup) the ledger is
+        settled even when the cached PAT is kept.
+        """
         deadline = deadline or Deadline(SETUP_DEADLINE)
         os.makedirs(spec.dir, mode=0o700, exist_ok=True)
         lock = _lock(os.path.join(spec.dir, LOCK_NAME), deadline.left())
@@ -2040,25 +2177,51 @@ class PatCredential:
             cache = read_cache(spec.cache_path)
             mine = cache if cache and cache.get("auth", "pat") == "pat" else None
             token = None if force else usable_token(mine, spec.host, spec.min_left)
-            if token:
-                return token, None
+            if token and token != dead:
+                if bearer is None or not os.path.exists(os.path.join(spec.dir, LEDGER_NAME)):
+                    return token, None
+                pats = read_ledger(spec.dir)
+                plan = ledger_plan(spec, pats, mine.get("token_id"))
+                write_ledger(spec.dir, pats)
+                return token, plan and (spec, bearer, plan)
             if bearer is None:
                 bearer = oauth_token(spec.host, spec.profile, spec.cli, spec.config_file, deadline=deadline.end)
-            comment = "%s (created %s)" % (spec.comment, time.strftime("%Y-%m-%d"))
+            pats = read_ledger(spec.dir)
+            old_id = (mine or {}).get("token_id")
+            if old_id and not any(entry.get("token_id") == old_id for entry in pats):  # cached before the ledger existed
+                pats.append({"token_id": old_id, "host": mine.get("host"), "expiry": mine.get("expiry"),
+                             "state": "cached", "at": mine.get("created") or int(time.time())})
+            entry = {"nonce": os.urandom(4).hex(), "host": spec.host, "at": int(time.time()), "state": "minting"}
+            pats.append(entry)
+            write_ledger(spec.dir, pats)  # before the PAT exists: a kill from here on leaves a trace
+            comment = "%s (created %s, #%s)" % (spec.comment, time.strftime("%Y-%m-%d"), entry["nonce"])
             days = spec.lifetime_days
-            while True:
-                try:
-                    value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, days, spec.agent, deadline)
-                    break
-                except LifetimeRefused:
-                    if days <= 1:
-                        raise
-                    days -= 1
+            try:
+                while True:
+                    try:
+                        value, token_id, expiry = create_pat(spec.host, spec.profile, bearer, comment, days, spec.agent,
+                                                             deadline)
+                        break
+                    except LifetimeRefused:
+                        if days <= 1:
+                            raise
+                        days -= 1
+            except FmapiError as exc:
+                if not (isinstance(exc, Unreachable) or getattr(exc, "transient", False)):
+                    pats.remove(entry)  # refused: no PAT was created
+                    try:
+                        write_ledger(spec.dir, pats)
+                    except OSError:
+                        pass
+                raise
+            entry.update(token_id=token_id, expiry=int(expiry), state="minted")
 
             def take_back():  # an uncached PAT would be minted again on every call
                 try:
                     delete_pat(spec.host, bearer, token_id, Deadline(HELPER_DEADLINE))
-                except FmapiError:
+                    pats.remove(entry)
+                    write_ledger(spec.dir, pats)
+                except (FmapiError, OSError):
                     pass
 
             _save_cache(spec, {
@@ -2072,12 +2235,12 @@ class PatCredential:
                 "comment": comment,
                 "created": int(time.time()),
             }, take_back)
+            dead_id = old_id if dead and mine and mine.get("token") == dead else None
+            plan = ledger_plan(spec, pats, token_id, dead_id)
+            write_ledger(spec.dir, pats)
         finally:
             os.close(lock)
-        replaced = None
-        if spec.revoke_replaced and mine and mine.get("host") == spec.host and mine.get("token_id") not in (None, "", token_id):
-            replaced = (spec.host, bearer, mine["token_id"])
-        return value, replaced
+        return value, plan and (spec, bearer, plan)
 
 
 class OAuthCredential:
@@ -2086,7 +2249,7 @@ class OAuthCredential:
     kind = "oauth"
     title = "OAuth access token"
 
-    def obtain(self, spec, force=False, bearer=None, deadline=None):
+    def obtain(self, spec, force=False, bearer=None, deadline=None, dead=None):
         """See ``obtain_token``: the cached token when it has ``spec.min_left`` seconds, else
         one `databricks auth token --force-refresh` (the CLI alone would return its cached
         token until five minutes are left). ``bearer`` is not used. Never replaces anything."""
@@ -2097,7 +2260,7 @@ class OAuthCredential:
             cache = read_cache(spec.cache_path)
             mine = cache if cache and cache.get("auth") == "oauth" and cache.get("profile") == spec.profile else None
             token = None if force else usable_token(mine, spec.host, spec.min_left)
-            if token:
+            if token and token != dead:
                 return token, None
             token, expiry = cli_auth_token(spec.host, spec.profile, spec.cli, spec.config_file, force_refresh=True,
                                            deadline=deadline.end)
@@ -2117,20 +2280,23 @@ class OAuthCredential:
 CREDENTIALS = {"pat": PatCredential(), "oauth": OAuthCredential()}
 
 
-def obtain_token(spec, force=False, bearer=None, deadline=None):
+def obtain_token(spec, force=False, bearer=None, deadline=None, dead=None):
     """A token for ``spec`` with at least ``spec.min_left`` seconds of life, renewing if needed.
 
     PAT mode mints a PAT with the OAuth ``bearer`` (asked from the CLI when None); OAuth
     mode serves the profile's OAuth access token. Returns ``(token, replaced)``:
-    ``replaced`` is ``(host, bearer, token_id)`` of this install's previous PAT when a new
-    one replaced it (the caller revokes it), else None. Concurrent callers serialise on
+    ``replaced`` is ``(spec, bearer, plan)`` when PATs are to be revoked (this install's
+    previous PAT, or one an interrupted run left behind; the caller passes it to
+    revoke_quietly or revoke_in_background), else None. ``dead`` is a token the workspace
+    refused: it is replaced even if the cache still calls it fresh (unless another process
+    already did), and never revoked. Concurrent callers serialise on
     the install's lock file: one renews, the others find its token in the cache. ``force``
     renews even when the cached token is still good. Waiting for the lock, the CLI and the
     workspace all fit in ``deadline`` (a Deadline; default SETUP_DEADLINE from now). Raises
     FmapiError (SessionExpired, PatRefused, CliError, Unreachable, ...).
     """
     ensure_private_dir(spec.dir)  # never a cache or lock where another user can write
-    return CREDENTIALS[spec.auth].obtain(spec, force, bearer, deadline)
+    return CREDENTIALS[spec.auth].obtain(spec, force, bearer, deadline, dead)
 
 
 def fresh_token(spec, min_left=None):
@@ -2638,12 +2804,14 @@ def launch_token(agent, spec):
     before = cache.get("token")
     try:
         try:
-            token, _ = obtain_token(spec)
+            token, replaced = obtain_token(spec)
         except SessionExpired:
             if not (sys.stdin.isatty() and sys.stdout.isatty()):
                 raise
             sign_in(spec.host, spec.profile, spec.cli, spec.config_file)
-            token, _ = obtain_token(spec)
+            token, replaced = obtain_token(spec)
+        if replaced:  # PATs to revoke (for a launched agent, only what an interrupted run left behind)
+            revoke_in_background(*replaced)
     except FmapiError as exc:
         token = usable_token(cache, spec.host, MIN_REMAINING)
         if not token:
@@ -3019,7 +3187,7 @@ class Claude(Agent):
                                  % (tilde(path), problem, tilde(self.helper_path(record)), ", ".join(CLAUDE_ENV_KEYS)))
             return False
         cache_dir = self.cache_dir(record)
-        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
             target = os.path.join(cache_dir if name != HELPER_NAME else directory, name)
             if remove_file(target):
                 report.removed.append(tilde(target))
@@ -3842,7 +4010,7 @@ class Codex(Agent):
                                  "fmapi --uninstall again." % (tilde(path), problem, tilde(self.helper_path(record)),
                                                                 CODEX_PROVIDER_ID))
             return False
-        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, CODEX_CONFIG_NAME)):
@@ -4131,7 +4299,7 @@ class Gemini(Agent):
 
     def unconfigure(self, record, report):
         directory = record["dir"]
-        for name in (CACHE_NAME, LOCK_NAME):
+        for name in (CACHE_NAME, LEDGER_NAME, LOCK_NAME):
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (CACHE_NAME, "settings.json", ".env")):

@@ -74,6 +74,16 @@ UNAUTHENTICATED_SERVING = {
     "error_code": 401,
     "message": "Credential was not sent or was of an unsupported type for this API.",
 }
+# A PAT the workspace does not (or no longer) accept - revoked, expired or unknown - gets 403
+# "Invalid access token." from the workspace's front end on every route, the serving routes
+# included; only a missing credential or one of an unsupported kind gets the 401 above. Seen in
+# the wild as JSON {"error_code": 403, "message": "Invalid access token."} with
+# X-Databricks-Reason-Phrase: Invalid access token. (databricks/databricks-sdk-go#873) and, from
+# older front ends, as an HTML "Error 403 Invalid access token." page
+# (Azure/MachineLearningNotebooks#840). That serving routes answer the same is inferred from the
+# shared front end (spec/databricks.md says "401 or 403"): Claude Code 2.1.331 re-runs its helper
+# on either; Codex 0.169.0 re-runs its auth command on 401 only.
+INVALID_TOKEN_SERVING = {"error_code": 403, "message": "Invalid access token."}
 
 
 def _now_ms() -> int:
@@ -814,7 +824,10 @@ class FakeWorkspace:
         return self._not_found(req)
 
     def _authed(self, req, fn, *args):
-        if self.credential_kind(self._bearer(req)) is None:
+        bearer = self._bearer(req)
+        if self.credential_kind(bearer) is None:
+            if bearer.startswith("dapi"):  # a PAT, dead or unknown
+                return _json(403, INVALID_TOKEN_SERVING)
             return _json(401, UNAUTHENTICATED_SERVING)
         return fn(req, *args)
 

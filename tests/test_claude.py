@@ -3,6 +3,7 @@ interactive prompts in a real pseudo-terminal, the files written, and the token 
 
 import json
 import os
+import re
 import pty
 import select
 import shutil
@@ -76,12 +77,12 @@ def test_setup_writes_exactly_the_seed_settings(home, workspace, setup_claude):
     # the PAT: minted with the seed's comment and the chosen lifetime, cached for the first start
     cache = cache_of(d)
     info = workspace.find_pat(cache["token"])
-    assert info["comment"] == "Claude Code FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    assert re.fullmatch(r"Claude Code FMAPI \(created %s, #[0-9a-f]{8}\)" % time.strftime("%Y-%m-%d"), info["comment"])
     assert abs((info["expiry_time"] - info["creation_time"]) / 1000 - 86400) < 5
     assert read_json(home / ".claude.json") == {"hasCompletedOnboarding": True}
 
 
-def test_file_modes_and_only_three_files_beside_settings(home, setup_claude):
+def test_file_modes_and_only_fmapi_files_beside_settings(home, setup_claude):
     setup_claude()
     d = claude_dir(home)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in d.iterdir()}
@@ -89,8 +90,12 @@ def test_file_modes_and_only_three_files_beside_settings(home, setup_claude):
         "settings.json": 0o600,
         "fmapi-key-helper.sh": 0o700,
         ".fmapi-pat-cache": 0o600,
+        ".fmapi-pat-ledger": 0o600,  # the PAT ids this install minted: never a token value
         ".fmapi-pat-cache.lock": 0o600,
     }
+    cache = read_json(d / ".fmapi-pat-cache")
+    assert cache["token"] not in (d / ".fmapi-pat-ledger").read_text()
+    assert [p["token_id"] for p in read_json(d / ".fmapi-pat-ledger")["pats"]] == [cache["token_id"]]
 
 
 def test_every_flag_is_honoured(home, workspace, logged_in, claude_stub, tmp_path):

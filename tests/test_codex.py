@@ -3,6 +3,7 @@ config.toml, and `fmapi setup --agent codex` / `fmapi token` / `fmapi --uninstal
 them against the fake workspace with a stand-in `codex`."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -333,11 +334,12 @@ def test_setup_from_nothing(home, workspace, setup_codex):
     assert config == 'model_provider = "databricks-fmapi"\nmodel = "databricks-gpt-5-2"\n\n' + expected_block(
         dict(RECORD, host=workspace.url, dir=str(d)))
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in d.iterdir()} == {
-        "config.toml": 0o600, "fmapi-key-helper.sh": 0o700, ".fmapi-pat-cache": 0o600, ".fmapi-pat-cache.lock": 0o600}
+        "config.toml": 0o600, "fmapi-key-helper.sh": 0o700, ".fmapi-pat-cache": 0o600, ".fmapi-pat-ledger": 0o600,
+        ".fmapi-pat-cache.lock": 0o600}
     token = cache_of(d)["token"]
     assert run_helper(helper).stdout == token + "\n"
     info = workspace.find_pat(token)
-    assert info["comment"] == "Codex FMAPI (created %s)" % TODAY
+    assert re.fullmatch(r"Codex FMAPI \(created %s, #[0-9a-f]{8}\)" % TODAY, info["comment"])
     assert abs((info["expiry_time"] - info["creation_time"]) / 1000 - 86400) < 5
     assert "`codex`" in proc.stdout and 'codex exec "' in proc.stdout
     assert token not in proc.stdout + proc.stderr + config

@@ -6,6 +6,7 @@ uninstall gives the user's config.toml back."""
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -96,7 +97,7 @@ def assert_answered_with(workspace, proc, pat):
 def test_codex_exec_answers_with_the_pat_fmapi_minted(workspace, installed, codex, tmp_path):
     pat = cache_of(installed)["token"]
     info = workspace.find_pat(pat)
-    assert info["comment"] == "Codex FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    assert re.fullmatch(r"Codex FMAPI \(created %s, #[0-9a-f]{8}\)" % time.strftime("%Y-%m-%d"), info["comment"])
     cli_calls = len(databricks_calls(tmp_path))
     workspace.clear_requests()
 

@@ -171,9 +171,12 @@ def test_model_traffic_requires_credentials(workspace):
                  CODEX_BASE_PATH + "/responses",
                  "/serving-endpoints/gemini/v1beta/models/databricks-gemini-3-pro:generateContent"):
         st, _, body = call(workspace, "POST", path, {"model": "databricks-claude-sonnet-4-6"},
-                           token="dapi" + "0" * 32)
+                           token="not-a-pat")
         assert (st, body) == (401, {"error_code": 401, "message": "Credential was not sent or "
                                     "was of an unsupported type for this API."}), path
+        st, _, body = call(workspace, "POST", path, {"model": "databricks-claude-sonnet-4-6"},
+                           token="dapi" + "0" * 32)  # a PAT the workspace does not accept (revoked, expired)
+        assert (st, body) == (403, {"error_code": 403, "message": "Invalid access token."}), path
     assert call(workspace, "POST", "/serving-endpoints/anthropic/v1/messages", {})[0] == 401
 
 

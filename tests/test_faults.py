@@ -250,3 +250,97 @@ def test_setup_shows_progress_while_it_waits_for_the_workspace(workspace, instal
     assert proc.returncode == 0, proc.stderr
     assert "503" in proc.stdout and "trying again in 1.0 s" in proc.stdout
     assert len(creates(workspace)) == 2
+
+
+# --- the ledger: no live PAT that nothing records ---------------------------------------
+
+
+def live_pats(workspace, prefix="Claude Code FMAPI"):
+    return {p["token_value"] for p in workspace.pats_with_comment_prefix(prefix)}
+
+
+def wait_for(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def start_helper(directory):
+    return subprocess.Popen(["/bin/sh", str(directory / "fmapi-key-helper.sh")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def kill_group(proc):
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_deleting_the_cache_does_not_leave_the_replaced_pat_live(workspace, installed):
+    for _ in range(4):  # a user cleaning up, four times
+        (installed / ".fmapi-pat-cache").unlink()
+        proc, _ = helper(installed)
+        assert proc.returncode == 0, proc.stderr
+    current = cache_of(installed)["token"]
+    assert proc.stdout.strip() == current
+    assert wait_for(lambda: live_pats(workspace) == {current}), live_pats(workspace)
+
+
+def test_a_pat_whose_creation_a_kill_hid_is_revoked_by_the_next_renewal(workspace, installed):
+    age_cache(installed, 60)
+    workspace.fault_next("POST", CREATE, "hang", delay=1.5)  # the PAT is created after the helper died
+    proc = start_helper(installed)
+    assert wait_for(lambda: creates(workspace))
+    kill_group(proc)
+    assert wait_for(lambda: len(live_pats(workspace)) == 2)  # the orphan exists, the cache does not know it
+    ledger = (installed / ".fmapi-pat-ledger").read_text()
+    assert '"minting"' in ledger  # ... but the ledger does
+
+    proc, _ = helper(installed)
+
+    assert proc.returncode == 0, proc.stderr
+    current = cache_of(installed)["token"]
+    assert wait_for(lambda: live_pats(workspace) == {current}), live_pats(workspace)
+    assert wait_for(lambda: '"minting"' not in (installed / ".fmapi-pat-ledger").read_text())
+
+
+def test_a_lost_answer_to_token_create_leaves_no_stray_pat(workspace, installed, logged_in):
+    """The workspace created the PAT but the answer never came (a reset after the fact):
+    setup's next run finds it by its nonce and revokes it."""
+    age_cache(installed, 60)
+    workspace.fault_next("POST", CREATE, "hang", delay=fmapi.HELPER_DEADLINE + 1, times=100)
+    proc, _ = helper(installed)
+    assert proc.returncode != 0 and "no answer" in proc.stderr
+    assert wait_for(lambda: len(live_pats(workspace)) >= 2, timeout=fmapi.HELPER_DEADLINE + 5)
+    workspace._failures.clear()
+    setup = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in)
+    assert setup.returncode == 0, setup.stderr
+    assert live_pats(workspace) == {cache_of(installed)["token"]}
+
+
+def test_a_helper_killed_holding_the_lock_does_not_block_the_next(workspace, installed):
+    age_cache(installed, 60)
+    workspace.fault_next("POST", CREATE, "hang", times=1)  # the first helper hangs inside the lock
+    first = start_helper(installed)
+    assert wait_for(lambda: creates(workspace))
+    kill_group(first)
+    start = time.monotonic()
+    proc, _ = helper(installed)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start < 3  # no waiting for a lock nobody holds
+    assert proc.stdout.strip() == cache_of(installed)["token"]
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(workspace, installed):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = installed / ("..fmapi-pat-cache.%s.abc123.fmapi-tmp" % dead.stdout.strip())
+    leftover.write_text('{"token": "half')
+    alive = installed / ("..fmapi-pat-cache.%d.def456.fmapi-tmp" % subprocess.os.getpid())
+    alive.write_text("another writer's, still running")
+    age_cache(installed, 60)
+    proc, _ = helper(installed)
+    assert proc.returncode == 0, proc.stderr
+    assert not leftover.exists() and alive.exists(), proc.stderr

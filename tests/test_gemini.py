@@ -5,6 +5,7 @@ and uninstall giving the user's files back."""
 
 import json
 import os
+import re
 import pty
 import select
 import signal
@@ -119,7 +120,7 @@ def test_setup_merges_settings_over_a_rich_file(home, workspace, gdir, setup_gem
     cache = cache_of(gdir)
     assert mode_of(gdir / ".fmapi-pat-cache") == 0o600
     assert cache["token"] in workspace.pat_values()
-    assert cache["comment"] == "Gemini CLI FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    assert re.fullmatch(r"Gemini CLI FMAPI \(created %s, #[0-9a-f]{8}\)" % time.strftime("%Y-%m-%d"), cache["comment"])
     assert [p["comment"] for p in workspace.pats_with_comment_prefix("Gemini CLI FMAPI")] == [cache["comment"]]
     assert not (gdir / ".env").exists()
     assert not (gdir / "fmapi-key-helper.sh").exists()
