@@ -4561,7 +4561,7 @@ class Pi(Agent):
             settings_undo = {"file": self.settings_path(record), "created": True, "members": members}
         undo_json_edits(models_undo, report)
         undo_json_edits(settings_undo, report)
-        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, "models.json", "settings.json")):
@@ -4655,7 +4655,7 @@ class Copilot(Agent):
 
     def unconfigure(self, record, report):
         directory = record["dir"]
-        for name in (HELPER_NAME, CACHE_NAME, LOCK_NAME):
+        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME)):

@@ -39,7 +39,8 @@ def setup_copilot(home, workspace, logged_in, copilot_stub):
 def test_setup_writes_the_helper_only_and_prints_the_variables(home, workspace, setup_copilot):
     proc = setup_copilot()
     directory = home / ".copilot"
-    assert sorted(os.listdir(directory)) == [".fmapi-pat-cache", ".fmapi-pat-cache.lock", "fmapi-key-helper.sh"]
+    assert sorted(os.listdir(directory)) == [".fmapi-pat-cache", ".fmapi-pat-cache.lock", ".fmapi-pat-ledger",
+                                           "fmapi-key-helper.sh"]
     assert stat.S_IMODE(os.stat(directory / "fmapi-key-helper.sh").st_mode) == 0o700
     helper = str(directory / "fmapi-key-helper.sh")
     assert "export COPILOT_PROVIDER_API_KEY_COMMAND=%s" % shlex.quote(helper) in proc.stdout

@@ -6,6 +6,7 @@ a stale PAT is renewed on the way; uninstall leaves Copilot's own files alone.""
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -63,7 +64,8 @@ def test_copilot_answers_with_the_pat_fmapi_minted_then_with_a_renewed_one(works
     assert "fmapi copilot" in proc.stdout and "COPILOT_PROVIDER_API_KEY_COMMAND" in proc.stdout
     copilot_home = home / ".copilot"
     pat = cache_of(copilot_home)["token"]
-    assert workspace.find_pat(pat)["comment"] == "Copilot CLI FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    assert re.fullmatch(r"Copilot CLI FMAPI \(created %s, #[0-9a-f]{8}\)" % time.strftime("%Y-%m-%d"),
+                        workspace.find_pat(pat)["comment"])
     cli_calls = len(databricks_calls(tmp_path))
     workspace.clear_requests()
 

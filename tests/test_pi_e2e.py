@@ -7,6 +7,7 @@ coding-agent header; a stale PAT is renewed on the way; uninstall gives the user
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -102,7 +103,7 @@ def test_pi_answers_with_the_pat_fmapi_minted_then_with_a_renewed_one(workspace,
     workspace.reply_text = REPLY
     setup_pi(workspace, logged_in, model)
     pat = cache_of(agent_dir)["token"]
-    assert workspace.find_pat(pat)["comment"] == "Pi FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    assert re.fullmatch(r"Pi FMAPI \(created %s, #[0-9a-f]{8}\)" % time.strftime("%Y-%m-%d"), workspace.find_pat(pat)["comment"])
     cli_calls = len(databricks_calls(tmp_path))
     workspace.clear_requests()
 
