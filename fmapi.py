@@ -135,7 +135,40 @@ class SessionExpired(FmapiError):
 
 
 def say(text=""):
-    print(text, flush=True)
+    """A line on stdout. A reader that went away (`fmapi status | head -1`) ends the output,
+    not the work: the rest goes to /dev/null and fmapi finishes what it was doing."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        quiet_stdout()
+
+
+def quiet_stdout():
+    """Point stdout at /dev/null, so a closed pipe is never reported again (not even at exit)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
+VERBOSE = False  # --verbose: every Databricks CLI call and HTTP request is logged on stderr
+
+
+def trace_cli(argv, outcome, started):
+    """--verbose: one Databricks CLI call (argv holds no token), its exit status and time."""
+    if VERBOSE:
+        import shlex
+
+        trace("cli: %s -> %s (%.2f s)" % (" ".join(shlex.quote(a) for a in argv), outcome, time.monotonic() - started))
+
+
+def trace(text):
+    """The one --verbose hook: the CLI runner and api() call it. Never pass it a token:
+    argv never holds one (fmapi's rule) and api() logs the method and path only."""
+    if VERBOSE:
+        print("fmapi: [verbose] " + text, file=sys.stderr, flush=True)
 
 
 def warn(text):
@@ -1424,13 +1457,16 @@ def run_cli(args, profile=None, cli=None, config_file=None, timeout=CLI_TIMEOUT,
             if budget <= 0:
                 raise FmapiError("`%s` could not run in the time left." % shown,
                                  fix="Check your network and retry.")
+        started = time.monotonic()
         try:
             if interactive:
                 proc = subprocess.run(argv, env=env, timeout=budget)
             else:
                 proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                       timeout=budget)
+            trace_cli(argv, proc.returncode, started)
         except subprocess.TimeoutExpired:
+            trace_cli(argv, "timeout", started)
             raise FmapiError("`%s` did not answer within %d seconds." % (shown, budget),
                              fix="Check your network, then retry.") from None
         except OSError as exc:
@@ -1707,7 +1743,7 @@ def _opener(host, read_timeout):
         def https_open(self, req):
             return self.do_open(SecureConnection, req, context=self._context)
 
-    handlers = [Plain(), Secure()]
+    handlers = [Plain(), Secure(context=ssl_context())]
     if _is_loopback(urllib.parse.urlsplit(host).hostname or ""):
         handlers.append(urllib.request.ProxyHandler({}))  # never send loopback traffic to a proxy
     return urllib.request.build_opener(*handlers)
@@ -1723,6 +1759,52 @@ def _is_loopback(hostname):
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+def ssl_context():
+    """The TLS settings of every REST call fmapi makes.
+
+    The system's trust store, which Python's ssl module reads from SSL_CERT_FILE and
+    SSL_CERT_DIR when they are set, plus REQUESTS_CA_BUNDLE (a PEM file or a directory),
+    which the Databricks SDK and every `requests` user honour: behind a TLS-inspecting
+    proxy one variable then serves fmapi, the SDK and pip alike. Raises FmapiError when
+    REQUESTS_CA_BUNDLE cannot be loaded.
+    """
+    import ssl
+
+    context = ssl.create_default_context()
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    if bundle:
+        try:
+            if os.path.isdir(bundle):
+                context.load_verify_locations(capath=bundle)
+            else:
+                context.load_verify_locations(cafile=bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise FmapiError("REQUESTS_CA_BUNDLE=%s is not a readable PEM certificate bundle (%s)." % (bundle, exc),
+                             fix="Point it at your company's CA certificates (PEM), or unset it.") from None
+    return context
+
+
+def network_problem(exc):
+    """(stage, words) for a failed connection: stage is "dns", "connect", "tls" or "timeout"."""
+    import socket
+    import ssl
+
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return "tls", "the workspace's TLS certificate is not trusted (%s)" % (reason.verify_message or reason)
+    if isinstance(reason, ssl.SSLError):
+        return "tls", "the TLS handshake failed (%s)" % reason
+    if isinstance(reason, socket.gaierror):
+        return "dns", "the workspace's name does not resolve (%s)" % (reason.strerror or reason)
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timeout", "no answer in time"
+    return "connect", str(getattr(reason, "strerror", None) or reason)
+
+
+UNTRUSTED_FIX = ("Behind a TLS-inspecting proxy? Point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at your company's "
+                 "CA certificates; `fmapi doctor` shows what each agent needs.")
 
 
 def _attempt(host, bearer, method, path, data, deadline):
@@ -1767,14 +1849,22 @@ def api(host, bearer, method, path, body=None, deadline=None):
     while True:
         tries += 1
         wait = None
+        started = time.monotonic()
         try:
             status, headers, raw = _attempt(host, bearer, method, path, data, deadline)
+            trace("http: %s %s -> %s (%.2f s)" % (method, path, status, time.monotonic() - started))
         except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as exc:
+            stage, words = network_problem(exc)
+            trace("http: %s %s -> %s: %s (%.2f s)" % (method, path, stage, words, time.monotonic() - started))
+            if stage == "tls":  # a certificate is not trusted on the next try either
+                raise Unreachable("cannot reach %s: %s." % (host, words), fix=UNTRUSTED_FIX) from None
             reason = getattr(exc, "reason", None) or exc
             if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
                 reason = "no answer within %.0f s" % min(READ_TIMEOUT, deadline.seconds)
             elif isinstance(exc, http.client.RemoteDisconnected):
                 reason = "the connection closed without an answer"
+            elif stage == "dns":
+                reason = words
             failure = Unreachable("cannot reach %s (%s)%s." % (host, one_line(str(reason)),
                                                                " after %d tries" % tries if tries > 1 else ""),
                                   fix="Check the workspace URL and your network connection, then retry.")
@@ -1914,20 +2004,83 @@ def delete_pat(host, bearer, token_id, deadline=None):
             raise
 
 
-def chat_endpoints(host, bearer, family):
-    """Names of READY chat endpoints on the workspace whose name mentions ``family``."""
+# The wire APIs a serving endpoint can answer, as fmapi names them. Each agent lists the
+# ones it speaks (Agent.apis) and can take any endpoint that serves one of them.
+# Endpoints list them in config.served_entities[].foundation_model.api_types (see
+# /work/shared/spec/databricks.md); when a workspace does not say, the name tells.
+API_TYPES = {
+    "anthropic/v1/messages": "anthropic",
+    "openai/v1/responses": "responses",
+    "openai/v1/chat/completions": "chat",
+    "mlflow/v1/chat/completions": "chat",
+}
+NAME_APIS = (  # (word in the endpoint name, APIs it serves) when api_types is absent
+    ("claude", ("anthropic", "chat")),
+    ("gemini", ("gemini", "chat")),
+    ("gpt", ("responses", "chat")),
+    ("codex", ("responses", "chat")),
+)
+CHAT_TASK = "llm/v1/chat"
+
+
+def classify_endpoint(endpoint):
+    """What fmapi needs to know about one serving endpoint (an item of GET serving-endpoints).
+
+    Returns ``{"name": str, "task": str or None, "ready": bool, "state": "READY" |
+    "NOT_READY" | ..., "config_update": str or None, "apis": [str], "source":
+    "api_types" | "name" | None}``. ``apis`` are the wire APIs it answers ("anthropic",
+    "responses", "gemini", "chat"), taken from the endpoint's api_types when the workspace
+    lists them, else guessed from a chat endpoint's name; empty for anything that is not a
+    chat model (embeddings, custom models). See endpoint_suits for an agent.
+    """
+    state = endpoint.get("state") or {}
+    ready = state.get("ready") or "READY"
+    entities = ((endpoint.get("config") or endpoint.get("pending_config") or {}).get("served_entities")) or []
+    listed = []
+    for entity in entities:
+        for source in ("foundation_model", "external_model"):
+            info = entity.get(source) if isinstance(entity, dict) else None
+            if isinstance(info, dict) and isinstance(info.get("api_types"), list):
+                listed.extend(str(t) for t in info["api_types"])
+    task = endpoint.get("task")
+    name = str(endpoint.get("name") or "")
+    apis, source = [], None
+    if listed:
+        source = "api_types"
+        for api_type in listed:
+            lowered = api_type.lower()
+            found = API_TYPES.get(lowered) or ("gemini" if "gemini" in lowered or "generatecontent" in lowered else None)
+            if found and found not in apis:
+                apis.append(found)
+    elif task in (None, CHAT_TASK):
+        source = "name"
+        for word, serves in NAME_APIS:
+            if word in name.lower():
+                apis = list(serves)
+                break
+        else:
+            apis = ["chat"] if task == CHAT_TASK else []
+    return {"name": name, "task": task, "ready": ready == "READY", "state": ready,
+            "config_update": state.get("config_update") or state.get("update_state"),
+            "apis": apis, "source": source}
+
+
+def endpoint_suits(agent, info):
+    """True when a classified endpoint serves one of the APIs ``agent`` (an Agent) speaks."""
+    return bool(set(agent.apis) & set(info["apis"]))
+
+
+def serving_endpoints(host, bearer):
+    """Every serving endpoint of the workspace, classified (see classify_endpoint)."""
     endpoints = api(host, bearer, "GET", "/api/2.0/serving-endpoints", deadline=Deadline(15)).get("endpoints") or []
-    names = []
-    for endpoint in endpoints:
-        state = endpoint.get("state") or {}
-        if endpoint.get("task") not in (None, "llm/v1/chat"):
-            continue
-        if state.get("ready", "READY") != "READY":
-            continue
-        name = endpoint.get("name") or ""
-        if family in name.lower():
-            names.append(name)
-    return sorted(names)
+    return [classify_endpoint(e) for e in endpoints if isinstance(e, dict) and e.get("name")]
+
+
+def close_names(name, names, count=3):
+    """Up to ``count`` of ``names`` that look like ``name`` (for "did you mean")."""
+    import difflib
+
+    return difflib.get_close_matches(name, list(names), n=count, cutoff=0.5)
 
 
 # --------------------------------------------------------------------------------------
@@ -2631,6 +2784,7 @@ class Agent:
     pat_comment = ""  # PAT comments start with this (uninstall revokes by it)
     default_model = ""
     family = ""  # endpoint names of this agent's models contain this
+    apis = ()  # the wire APIs it can talk to its models with (see classify_endpoint): anthropic, responses, gemini, chat
     min_version = None  # oldest agent version fmapi can configure
     node_version = None  # oldest Node.js the agent runs on, when it says nothing useful on an older one
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
@@ -2719,6 +2873,11 @@ class Agent:
         """Remove what fmapi wrote for ``record``; append to ``report``. False when something that
         still names fmapi's helper could not be cleaned: the helper and the record then stay."""
         raise NotImplementedError
+
+    def verify(self, record):
+        """What is wrong with the install's configuration today, for `fmapi doctor`: a list of
+        (problem, fix) pairs, empty when the files parse and still carry fmapi's keys."""
+        return []
 
     def finish_message(self, record):
         return "Run: %s" % self.command
@@ -2885,6 +3044,7 @@ class Claude(Agent):
     default_model = CLAUDE_DEFAULTS["model"]
     family = "claude"
     config_env = "CLAUDE_CONFIG_DIR"
+    apis = ("anthropic",)
 
     def install_dir(self, location=None):
         """The .claude directory for a settings location: home, cwd or a base path."""
@@ -3297,6 +3457,30 @@ class Claude(Agent):
                 else:
                     report.kept.append("%s: env.%s = %r (you changed it)" % (tilde(path), key, env[key]))
         return changed
+
+    def verify(self, record):
+        path = record.get("settings") or self.settings_path(record)
+        rerun = "Re-run fmapi setup to write them again."
+        try:
+            settings = load_json_object(path)
+        except UnparsableFile:
+            return [("%s is not valid JSON." % tilde(path), "Fix it, or run fmapi setup (it keeps your bytes aside).")]
+        if not settings:
+            return [("%s is missing or empty." % tilde(path), rerun)]
+        problems = []
+        helper = settings.get("apiKeyHelper")
+        if helper != self.helper_command(record) and not (not record.get("written") and HELPER_NAME in str(helper)):
+            problems.append(("apiKeyHelper in %s is %s, not fmapi's helper." % (tilde(path), json.dumps(helper)), rerun))
+        env = settings.get("env") if isinstance(settings.get("env"), dict) else {}
+        expected = dict(record.get("written") or {})
+        expected.pop("apiKeyHelper", None)
+        for key, value in sorted(expected.items()):
+            if env.get(key) != value:
+                problems.append(("env.%s in %s is %s, fmapi wrote %s." % (key, tilde(path), json.dumps(env.get(key)), json.dumps(value)), rerun))
+        for key in CLAUDE_STALE_KEYS:
+            if env.get(key) or settings.get(key):
+                problems.append(("%s in %s beats fmapi's helper." % (key, tilde(path)), "Remove it (fmapi setup does)."))
+        return problems
 
     def finish_message(self, record):
         text = "Done. Run `claude` (settings: %s)." % tilde(self.settings_path(record))
@@ -3745,6 +3929,7 @@ class Codex(Agent):
     pat_comment = "Codex FMAPI"
     default_model = "databricks-gpt-5-2"
     family = "gpt"
+    apis = ("responses",)
     min_version = CODEX_MIN_VERSION
     config_env = "CODEX_HOME"
 
@@ -4045,6 +4230,25 @@ class Codex(Agent):
             return "could not be written (%s)" % (exc.strerror or exc)
         return None
 
+    def verify(self, record):
+        path = self.config_path(record)
+        rerun = "Re-run fmapi setup --agent codex to write them again."
+        try:
+            text = self._read(path)[0]
+        except UnparsableFile as exc:
+            return [(exc.message, exc.fix)]
+        if text is None:
+            return [("%s is missing." % tilde(path), rerun)]
+        problems = []
+        for key, want in (("model_provider", CODEX_PROVIDER_ID), ("model", record.get("model"))):
+            found = toml_top_statement(text, key)
+            value = toml_unquote(found["value"]) if found else None
+            if want and value != want:
+                problems.append(("%s in %s is %s, fmapi wrote %s." % (key, tilde(path), json.dumps(value), json.dumps(want)), rerun))
+        if "[model_providers.%s]" % CODEX_PROVIDER_ID not in text or self.helper_path(record) not in text:
+            problems.append(("%s has no [model_providers.%s] table running fmapi's helper." % (tilde(path), CODEX_PROVIDER_ID), rerun))
+        return problems
+
     def finish_message(self, record):
         text = ("Done. OpenAI Codex now talks to %s (model %s, provider %s in %s).\n"
                 "Run `codex` for an interactive session, or `codex exec \"...\"` for a single task."
@@ -4151,6 +4355,7 @@ class Gemini(Agent):
     pat_comment = "Gemini CLI FMAPI"
     default_model = "databricks-gemini-2-5-pro"
     family = "gemini"
+    apis = ("gemini",)
     min_version = (0, 19, 0)  # GEMINI_API_KEY_AUTH_MECHANISM and GEMINI_CLI_CUSTOM_HEADERS
     revoke_replaced = False  # a running session keeps the token it started with: let it expire
     uses_helper = False  # `fmapi gemini` serves the token itself
@@ -4392,6 +4597,20 @@ class Gemini(Agent):
                 raise
             return record
 
+    def verify(self, record):
+        path = self.settings_path(record)
+        rerun = "Re-run fmapi setup --agent gemini to write them again."
+        try:
+            settings = self.load_settings(path)
+        except FmapiError as exc:
+            return [(exc.message, exc.fix)]
+        problems = []
+        for dotted, want in (("security.auth.selectedType", GEMINI_AUTH_TYPE), ("model.name", record.get("model"))):
+            present, value = _json_get(settings, dotted)
+            if want and value != want:
+                problems.append(("%s in %s is %s, fmapi wrote %s." % (dotted, tilde(path), json.dumps(value), json.dumps(want)), rerun))
+        return problems
+
     def finish_message(self, record):
         text = "Done. Run: fmapi gemini (it starts Gemini CLI with a fresh token; arguments go to gemini)."
         if record.get("write_env"):
@@ -4468,6 +4687,7 @@ class Pi(Agent):
     pat_comment = "Pi FMAPI"
     default_model = "databricks-claude-sonnet-4-6"
     family = ""  # Pi speaks every family's API
+    apis = ("anthropic", "gemini", "responses", "chat")
     min_version = PI_MIN_VERSION
     node_version = PI_NODE_VERSION
 
@@ -4613,6 +4833,7 @@ class Copilot(Agent):
     pat_comment = "Copilot CLI FMAPI"
     default_model = "databricks-gpt-5-2"
     family = ""  # every family, through the OpenAI shapes
+    apis = ("responses", "chat")
     min_version = COPILOT_MIN_VERSION
 
     def ttl(self, lifetime):
@@ -5032,9 +5253,10 @@ def offer_models(agent, host, profile, config_file=None):
     if not same_workspace(profile_host(profile, config_file), host):
         return []
     try:
-        names = chat_endpoints(host, oauth_token(host, profile, config_file=config_file), agent.family)
+        endpoints = serving_endpoints(host, oauth_token(host, profile, config_file=config_file))
     except FmapiError:
         return []
+    names = sorted(e["name"] for e in endpoints if e["ready"] and endpoint_suits(agent, e))
     if names:
         say("Chat endpoints for %s on this workspace: %s" % (agent.title, ", ".join(names)))
     return names
@@ -5436,33 +5658,642 @@ def cmd_uninstall(args):
     return 1 if report.failed else 0
 
 
-def cmd_status(args):
-    """Each install, its workspace, and how long its cached PAT has left."""
+# `fmapi models`, `fmapi status` and `fmapi doctor` only read: they never write a file
+# nor mint a token (doctor runs each helper as the agent would, which may renew a PAT).
+
+
+def model_settings(record):
+    """[(key, label, endpoint name)] of the models an install is configured with."""
+    agent = AGENTS[record["agent"]]
+    return [(key, label, record[key]) for key, label, _ in agent.prompts(record) if record.get(key)]
+
+
+def agents_for(info):
+    """Names of the agents whose models an endpoint can serve (see classify_endpoint)."""
+    return [name for name, agent in sorted(AGENTS.items()) if endpoint_suits(agent, info)]
+
+
+def workspace_of(args, installs):
+    """(host, profile, cli, config_file) to ask: --host/--profile, else the installs' workspace."""
+    agent = getattr(args, "agent", None)
+    profile = getattr(args, "profile", None)
+    host = normalize_host(args.host) if getattr(args, "host", None) else None
+    if profile:
+        profile = validate_profile(profile)
+        if not host:
+            if not profile_host(profile):
+                raise UsageError("the Databricks CLI profile '%s' does not exist or has no host." % profile,
+                                 fix="Pass --host URL too, or sign in: databricks auth login --profile %s --host URL" % profile)
+            host = normalize_host(profile_host(profile))
+        return host, profile, None, None
+    candidates = [r for r in installs.values() if r.get("host") and r.get("profile") and (host is None or r["host"] == host)]
+    candidates.sort(key=lambda r: r["agent"] != agent)  # the agent's own install first, else any
+    if candidates:
+        record = candidates[0]
+        return record["host"], record["profile"], record.get("cli"), record.get("config_file")
+    if host:
+        return host, default_profile(host), None, None
+    raise UsageError("no workspace to ask: fmapi has no install yet.",
+                     fix="Pass --profile NAME (a signed-in Databricks CLI profile), or run fmapi setup first.")
+
+
+def models_report(host, profile, cli, config_file, installs, agent=None):
+    """The ``fmapi models --json`` object: the workspace's endpoints, chat models first."""
+    endpoints = serving_endpoints(host, oauth_token(host, profile, cli, config_file))
+    configured = {}
+    for record in installs.values():
+        if record.get("host") == host:
+            for key, _, name in model_settings(record):
+                configured.setdefault(name, []).append("%s.%s" % (record["agent"], key))
+    rows = []
+    for info in endpoints:
+        suits = agents_for(info)
+        if agent and agent not in suits:
+            continue
+        rows.append({"name": info["name"], "task": info["task"], "state": info["state"], "ready": info["ready"],
+                     "config_update": info["config_update"], "apis": info["apis"], "api_source": info["source"],
+                     "agents": suits, "configured": configured.get(info["name"], [])})
+    rows.sort(key=lambda row: (not row["apis"], not row["ready"], row["name"]))
+    return {"version": 1, "host": host, "profile": profile, "agent": agent, "endpoints": rows}
+
+
+def cmd_models(args):
+    """List the workspace's serving endpoints an agent can use."""
     installs = discover_installs(load_registry())
-    if not installs:
+    host, profile, cli, config_file = workspace_of(args, installs)
+    report = models_report(host, profile, cli, config_file, installs, args.agent)
+    if args.json:
+        say(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    rows = report["endpoints"]
+    if not rows:
+        say("No serving endpoints%s on %s." % (" for " + AGENTS[args.agent].title if args.agent else "", host))
+        return 0
+    say("Serving endpoints on %s (profile %s); * = configured:" % (host, profile))
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        mark = "*" if row["configured"] else " "
+        agents = ",".join(row["agents"]) or ("chat" if row["apis"] else "-")
+        say("%s %-*s  %-18s %-9s %s" % (mark, width, row["name"], row["task"] or "-", row["state"], agents))
+    return 0
+
+
+def _utc(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _left(seconds):
+    seconds = max(0, int(seconds))
+    if seconds >= 86400:
+        return "%dd%02dh" % (seconds // 86400, seconds % 86400 // 3600)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
+
+
+def setup_command(record):
+    """The command that repairs or re-creates ``record``'s install."""
+    words = ["fmapi", "setup"]
+    if record["agent"] != "claude":
+        words += ["--agent", record["agent"]]
+    elif record.get("location") not in (None, "home"):
+        words += ["--settings-location", record["location"] if record["location"] != "cwd" else os.path.dirname(record["dir"])]
+    return " ".join(words)
+
+
+def session_state(record, check):
+    """(valid, words): the Databricks session that renews the install's token.
+
+    Without ``check``, a local look only: the profile exists and points at the install's
+    workspace (valid None: not asked). With ``check``, `databricks auth token` answers.
+    """
+    host, profile = record.get("host"), record.get("profile")
+    if not host or not profile:
+        return None, "unknown (fmapi has no record of the workspace)"
+    config_file = record.get("config_file")
+    found = profile_host(profile, config_file)
+    if not found:
+        return False, "profile '%s' does not exist in %s" % (profile, tilde(databricks_config_file(config_file)))
+    if not same_workspace(found, host):
+        return False, "profile '%s' points at %s, not %s" % (profile, found, host)
+    if not check:
+        return None, "profile '%s' present (not asked; --check asks the Databricks CLI)" % profile
+    try:
+        oauth_token(host, profile, record.get("cli"), config_file)
+    except SessionExpired:
+        return False, "expired or signed out"
+    except FmapiError as exc:
+        return False, exc.message
+    return True, "valid"
+
+
+def install_status(record, check=False):
+    """One install as ``fmapi status --json`` shows it (see README, "JSON output"). No token."""
+    agent = AGENTS[record["agent"]]
+    now = time.time()
+    cache = read_cache(os.path.join(agent.cache_dir(record), CACHE_NAME)) or {}
+    expiry = cache.get("expiry") if isinstance(cache.get("expiry"), (int, float)) else None
+    try:
+        spec_min = agent.token_spec(record).min_left  # what the helper itself asks of a cached token
+    except (KeyError, TypeError, ValueError):
+        spec_min = MIN_REMAINING
+    usable = bool(usable_token(cache, record.get("host"), spec_min, now))
+    helper = agent.helper_path(record)
+    needs_helper = agent.uses_helper
+    helper_ok = (not needs_helper) or os.access(helper, os.X_OK)
+    valid, session_words = session_state(record, check)
+    problems = []
+    if not helper_ok:
+        problems.append({"message": "the token helper %s is missing" % tilde(helper), "fix": "Run: " + setup_command(record)})
+    elif needs_helper:
+        broken = runtime_problem()
+        if broken:
+            helper_ok = False
+            problems.append({"message": "the helper is broken: the runtime copy %s" % broken, "fix": "Run: " + setup_command(record)})
+    if not record.get("host"):
+        problems.append({"message": "fmapi does not know this install's workspace", "fix": "Run: " + setup_command(record)})
+    elif valid is False and not usable:
+        problems.append({"message": "no usable cached token and the Databricks session cannot renew it (%s)" % session_words,
+                         "fix": "Run: " + login_command(record["host"], record.get("profile"), record.get("config_file"))})
+    elif valid is False:
+        problems.append({"message": "the Databricks session cannot renew the token when it runs out (%s)" % session_words,
+                         "fix": "Run: " + login_command(record["host"], record.get("profile"), record.get("config_file"))})
+    can_serve = helper_ok and bool(record.get("host")) and (usable or valid is not False)
+    return {
+        "agent": agent.name, "title": agent.title, "dir": record["dir"],
+        "settings": record.get("settings") or (agent.settings_path(record) if hasattr(agent, "settings_path") else None),
+        "host": record.get("host"), "profile": record.get("profile"),
+        "credential": record.get("auth") or "pat",
+        "lifetime_days": record.get("lifetime_days"),
+        "models": {key: name for key, _, name in model_settings(record)},
+        "helper": {"path": helper if needs_helper else None, "present": helper_ok if needs_helper else None},
+        "token": {"cached": expiry is not None, "expires": int(expiry) if expiry is not None else None,
+                  "expires_at": _utc(expiry) if expiry is not None else None,
+                  "seconds_left": int(expiry - now) if expiry is not None else None, "usable": usable},
+        "session": {"checked": bool(check) and valid is not None, "valid": valid, "detail": session_words},
+        "can_serve": can_serve,
+        "problems": problems,
+    }
+
+
+def cmd_status(args):
+    """Each install: where, which workspace, models, token and session; exit 1 if one cannot serve."""
+    installs = discover_installs(load_registry())
+    rows = [install_status(record, args.check) for record in installs.values()]
+    ok = all(row["can_serve"] for row in rows)
+    if args.json:
+        say(json.dumps({"version": 1, "ok": ok, "installs": rows}, indent=2, sort_keys=True))
+        return 0 if ok else 1
+    if not rows:
         say("No fmapi installs. Set one up with: fmapi setup")
         return 0
-    problems = 0
-    for record in installs.values():
-        say(describe_install(record))
-        say("  credential: " + credential_summary(record))
-        cache = read_cache(os.path.join(record["dir"], CACHE_NAME))
-        if cache and isinstance(cache.get("expiry"), (int, float)):
-            left = cache["expiry"] - time.time()
-            state = "expired" if left <= 0 else "valid for %dh%02dm" % (left // 3600, left % 3600 // 60)
-            say("  cached token: %s" % state)
+    for number, row in enumerate(rows):
+        if number:
+            say()
+        say("%s: %s" % (row["title"], tilde(row["settings"] or row["dir"])))
+        say("  workspace: %s (profile %s)" % (row["host"] or "unknown", row["profile"] or "unknown"))
+        say("  credential: " + credential_summary(installs[row["dir"]]))
+        if row["models"]:
+            say("  models: " + ", ".join("%s=%s" % item for item in row["models"].items()))
+        if row["helper"]["path"]:
+            say("  helper: %s%s" % (tilde(row["helper"]["path"]), "" if row["helper"]["present"] else " (missing)"))
+        token = row["token"]
+        if not token["cached"]:
+            say("  token: none cached (the next agent start mints one)")
+        elif token["seconds_left"] <= 0:
+            say("  token: expired %s" % time.strftime("%Y-%m-%d %H:%M", time.localtime(token["expires"])))
         else:
-            say("  cached token: none (the next agent start gets one)")
-        helper = os.path.join(record["dir"], HELPER_NAME)
-        if record["agent"] != "gemini" and not os.access(helper, os.X_OK):
-            say("  helper: missing (re-run fmapi setup to repair)")
-            problems += 1
-        elif AGENTS[record["agent"]].uses_helper:
-            problem = runtime_problem()
-            if problem:
-                say("  helper: broken, the runtime copy %s (re-run fmapi setup to repair)" % problem)
-                problems += 1
-    return 1 if problems else 0
+            say("  token: valid until %s (%s left)" % (time.strftime("%Y-%m-%d %H:%M", time.localtime(token["expires"])),
+                                                            _left(token["seconds_left"])))
+        say("  session: %s" % row["session"]["detail"])
+        for problem in row["problems"]:
+            say("  problem: %s. %s" % (problem["message"], problem["fix"]))
+    return 0 if ok else 1
+
+
+# fmapi doctor: every check is one dict {"status", "check", "agent", "install", "message",
+# "fix"}; status is PASS, WARN, FAIL or SKIP and fix is one line (None on PASS/SKIP).
+
+# Environment variables that beat what fmapi configured: (name, agents it affects, why).
+CREDENTIAL_ENV = (
+    ("ANTHROPIC_API_KEY", ("claude",), "Claude Code uses it instead of fmapi's apiKeyHelper"),
+    ("ANTHROPIC_AUTH_TOKEN", ("claude",), "Claude Code uses it instead of fmapi's apiKeyHelper"),
+    ("ANTHROPIC_BASE_URL", ("claude",), "it may send Claude Code elsewhere than the settings' URL"),
+    ("GEMINI_API_KEY", ("gemini",), "a bare `gemini` uses it instead of fmapi's ~/.gemini/.env"),
+    ("GOOGLE_GEMINI_BASE_URL", ("gemini",), "a bare `gemini` sends requests there instead"),
+    ("DATABRICKS_TOKEN", None, "the Databricks CLI may use it instead of the profile's sign-in"),
+    ("DATABRICKS_HOST", None, "the Databricks CLI may use another workspace than the profile's"),
+    ("DATABRICKS_CONFIG_PROFILE", None, "the Databricks CLI may use another profile"),
+    ("DATABRICKS_AUTH_TYPE", None, "the Databricks CLI may sign in another way than the profile's"),
+    ("DATABRICKS_CLIENT_ID", None, "the Databricks CLI may sign in as a service principal"),
+)
+# Claude Code's managed settings beat every other layer (spec/agents.md).
+CLAUDE_MANAGED_SETTINGS = ("/etc/claude-code/managed-settings.json",
+                           "/Library/Application Support/ClaudeCode/managed-settings.json")
+CLAUDE_OVERRIDE_KEYS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_MODEL",
+                        "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
+# How long each agent waits for its helper (seconds): Claude Code warns after 10 s; Codex's
+# auth.timeout_ms is what fmapi writes.
+HELPER_BUDGET = {"claude": 10.0, "codex": CODEX_AUTH_TIMEOUT_MS / 1000.0}
+# Which variable gives each agent extra CA certificates: Node-based agents read
+# NODE_EXTRA_CA_CERTS; Codex reads CODEX_CA_CERTIFICATE, else SSL_CERT_FILE (openai/codex,
+# codex-rs/login: "The login flows honor CODEX_CA_CERTIFICATE and SSL_CERT_FILE").
+AGENT_CA_ENV = {"claude": ("NODE_EXTRA_CA_CERTS",), "gemini": ("NODE_EXTRA_CA_CERTS",), "pi": ("NODE_EXTRA_CA_CERTS",),
+                "copilot": ("NODE_EXTRA_CA_CERTS",),
+                "codex": ("CODEX_CA_CERTIFICATE", "SSL_CERT_FILE")}
+NETWORK_TIMEOUT = 5.0  # seconds for each of DNS, connect and TLS; HTTP gets twice that
+
+
+class Doctor:
+    """Collects checks and prints them as they come."""
+
+    def __init__(self, quiet):
+        self.checks = []
+        self.quiet = quiet
+        self.heading = None
+
+    def section(self, title):
+        self.heading = title
+
+    def add(self, status, check, message, fix=None, record=None):
+        item = {"status": status, "check": check, "agent": record["agent"] if record else None,
+                "install": record["dir"] if record else None, "message": message,
+                "fix": fix if status in ("WARN", "FAIL") else None}
+        self.checks.append(item)
+        if not self.quiet:
+            if self.heading:
+                say("\n" + self.heading)
+                self.heading = None
+            say("  %-4s  %-12s %s" % (status, check, message))
+            if item["fix"]:
+                say("        %s %s" % (" " * 12, "fix: " + item["fix"]))
+        return item
+
+
+def _version_text(version):
+    return ".".join(map(str, version)) if version else "unknown version"
+
+
+def _probe(host, stage_timeout=NETWORK_TIMEOUT):
+    """Walk DNS, TCP connect and TLS to ``host`` separately: (stage reached, error words).
+
+    Returns ("ok", None) when every stage passed; else the stage that failed ("dns",
+    "connect", "tls") with what went wrong, a timeout named as such.
+    """
+    import socket
+    import ssl
+    import threading
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(host)
+    hostname, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    answer = {}
+
+    def resolve():
+        try:
+            answer["addresses"] = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            answer["error"] = exc
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(stage_timeout)
+    if worker.is_alive():
+        return "dns", "DNS lookup of %s timed out after %g s" % (hostname, stage_timeout)
+    if "error" in answer:
+        return "dns", "DNS lookup of %s failed (%s)" % (hostname, getattr(answer["error"], "strerror", None) or answer["error"])
+    try:
+        sock = socket.create_connection((hostname, port), timeout=stage_timeout)
+    except (socket.timeout, TimeoutError):
+        return "connect", "connecting to %s:%d timed out after %g s" % (hostname, port, stage_timeout)
+    except OSError as exc:
+        return "connect", "connecting to %s:%d failed (%s)" % (hostname, port, exc.strerror or exc)
+    try:
+        if parts.scheme == "https":
+            try:
+                with ssl_context().wrap_socket(sock, server_hostname=hostname):
+                    pass
+            except (socket.timeout, TimeoutError):
+                return "tls", "the TLS handshake with %s timed out after %g s" % (hostname, stage_timeout)
+            except ssl.SSLCertVerificationError as exc:
+                return "tls", "the workspace's TLS certificate is not trusted (%s)" % (exc.verify_message or exc)
+            except (ssl.SSLError, OSError) as exc:
+                return "tls", "the TLS handshake with %s failed (%s)" % (hostname, exc)
+    finally:
+        sock.close()
+    return "ok", None
+
+
+def _trusted_with(host, cafiles, system=True):
+    """True when ``host``'s certificate verifies against the system store (as compiled in,
+    without SSL_CERT_FILE) plus ``cafiles``; None when it cannot be told (no connection)."""
+    import socket
+    import ssl
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(host)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if system:
+        paths = ssl.get_default_verify_paths()
+        for cafile, capath in ((paths.openssl_cafile, None), (None, paths.openssl_capath)):
+            try:
+                context.load_verify_locations(cafile=cafile, capath=capath)
+            except (OSError, ssl.SSLError, TypeError):
+                pass
+    for cafile in cafiles:
+        try:
+            context.load_verify_locations(cafile=cafile)
+        except (OSError, ssl.SSLError):
+            pass
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=NETWORK_TIMEOUT) as sock:
+            with context.wrap_socket(sock, server_hostname=parts.hostname):
+                return True
+    except ssl.SSLCertVerificationError:
+        return False
+    except OSError:
+        return None
+
+
+def doctor_environment(doc, installs):
+    agents = {r["agent"] for r in installs}
+    found = False
+    for name, affects, why in CREDENTIAL_ENV:
+        if not os.environ.get(name):
+            continue
+        if affects is not None and not agents & set(affects):
+            continue
+        found = True
+        hard = name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+        doc.add("FAIL" if hard else "WARN", "environment", "%s is set: %s." % (name, why),
+                "unset %s (and remove it from your shell's start-up files)" % name)
+    if not found:
+        doc.add("PASS", "environment", "no credentials or Databricks settings in the environment beat fmapi's")
+
+
+def doctor_cli(doc, installs):
+    recorded = [r.get("cli") for r in installs if r.get("cli") and os.access(r["cli"], os.X_OK)]
+    path = recorded[0] if recorded else find_command("databricks")
+    if not path:
+        doc.add("FAIL", "databricks", "the Databricks CLI is not installed or not on PATH.",
+                "install it: %s" % (DATABRICKS_INSTALL_BREW if sys.platform == "darwin" else DATABRICKS_INSTALL_SCRIPT))
+        return
+    version = command_version(path)
+    if version is None:
+        doc.add("WARN", "databricks", "%s did not say its version." % tilde(path), "reinstall or upgrade the Databricks CLI")
+    elif version < CLI_FORCE_REFRESH:
+        oauth = any(r.get("auth") == "oauth" for r in installs)
+        doc.add("FAIL" if oauth else "WARN", "databricks", "Databricks CLI %s at %s has no `auth token --force-refresh` (needs %s)."
+                % (_version_text(version), tilde(path), _version_text(CLI_FORCE_REFRESH)),
+                "upgrade it: brew upgrade databricks (or re-run its installer)")
+    else:
+        doc.add("PASS", "databricks", "Databricks CLI %s at %s" % (_version_text(version), tilde(path)))
+
+
+def doctor_agent(doc, record):
+    agent = AGENTS[record["agent"]]
+    path = find_command(agent.command)
+    if not path:
+        installer = installer_for(agent.command, agent)[1]
+        doc.add("FAIL", "agent", "%s (%s) is not installed or not on PATH." % (agent.title, agent.command),
+                "install it: %s" % installer, record)
+        return
+    version = command_version(path)
+    if agent.min_version and version is not None and version < agent.min_version:
+        doc.add("FAIL", "agent", "%s %s is too old: fmapi needs %s or newer." % (agent.title, _version_text(version), _version_text(agent.min_version)),
+                "upgrade it: npm install -g %s@latest" % agent.npm_package, record)
+    elif version is None:
+        doc.add("WARN", "agent", "%s at %s did not say its version." % (agent.title, tilde(path)),
+                "reinstall it: %s" % installer_for(agent.command, agent)[1], record)
+    else:
+        doc.add("PASS", "agent", "%s %s at %s" % (agent.title, _version_text(version), tilde(path)), record=record)
+
+
+def claude_layers(record):
+    """Settings files that beat the install's for fmapi's keys: [(path, key, value)]."""
+    own = os.path.realpath(record.get("settings") or os.path.join(record["dir"], "settings.json"))
+    candidates = list(CLAUDE_MANAGED_SETTINGS)
+    directory = os.getcwd()
+    while True:
+        candidates += [os.path.join(directory, ".claude", name) for name in ("settings.local.json", "settings.json")]
+        parent = os.path.dirname(directory)
+        if parent == directory or os.path.exists(os.path.join(directory, ".git")):
+            break
+        directory = parent
+    found = []
+    for path in candidates:
+        if os.path.realpath(path) == own or not os.path.isfile(path):
+            continue
+        try:
+            settings = load_json_object(path)
+        except (UnparsableFile, OSError):
+            continue
+        env = settings.get("env") if isinstance(settings.get("env"), dict) else {}
+        if "apiKeyHelper" in settings:
+            found.append((path, "apiKeyHelper", settings["apiKeyHelper"]))
+        for key in CLAUDE_OVERRIDE_KEYS:
+            if key in env:
+                found.append((path, "env." + key, env[key]))
+    return found
+
+
+def doctor_config(doc, record):
+    agent = AGENTS[record["agent"]]
+    try:
+        problems = agent.verify(record)
+    except (FmapiError, OSError, ValueError) as exc:  # a check must not end the others
+        problems = [("could not read %s's files: %s" % (agent.title, getattr(exc, "message", None) or exc),
+                     "run: " + setup_command(record))]
+    for problem, fix in problems:
+        doc.add("FAIL", "config", problem, fix, record)
+    if type(agent).verify is Agent.verify:
+        doc.add("SKIP", "config", "fmapi does not check %s's files yet" % agent.title, record=record)
+    elif not problems:
+        doc.add("PASS", "config", "%s parses and carries fmapi's keys" % tilde(record.get("settings") or record["dir"]), record=record)
+    if agent.name == "claude":
+        layers = claude_layers(record)
+        for path, key, value in layers:
+            secret = key.endswith(("API_KEY", "AUTH_TOKEN"))
+            doc.add("FAIL" if key in ("apiKeyHelper", "env.ANTHROPIC_BASE_URL") or secret else "WARN", "layers",
+                    "%s sets %s%s, which beats fmapi's %s." % (tilde(path), key, "" if secret else " = " + json.dumps(value),
+                                                               tilde(record.get("settings") or record["dir"])),
+                    "remove %s from %s (or ask whoever manages it)" % (key, tilde(path)), record)
+        if not layers:
+            doc.add("PASS", "layers", "no project or managed settings override fmapi's keys", record=record)
+
+
+def doctor_files(doc, record):
+    """The helper (present, 0700, answering within the agent's budget) and the file modes."""
+    import subprocess
+
+    agent = AGENTS[record["agent"]]
+    cache = os.path.join(agent.cache_dir(record), CACHE_NAME)
+    try:
+        mode = os.stat(cache).st_mode & 0o777
+    except OSError:
+        mode = None
+    if mode is not None and mode & 0o077:
+        doc.add("FAIL", "modes", "the token cache %s is mode %04o: others can read the token." % (tilde(cache), mode),
+                "chmod 600 %s" % cache, record)
+    elif mode is not None:
+        doc.add("PASS", "modes", "token cache %s is 0600" % tilde(cache), record=record)
+    if not agent.uses_helper:
+        doc.add("SKIP", "helper", "%s has no helper: `fmapi %s` hands it a fresh token at start" % (agent.title, agent.name),
+                record=record)
+        return
+    helper = agent.helper_path(record)
+    if not os.path.exists(helper):
+        doc.add("FAIL", "helper", "the token helper %s is missing." % tilde(helper), "run: " + setup_command(record), record)
+        return
+    mode = os.stat(helper).st_mode & 0o777
+    if mode != 0o700:
+        doc.add("FAIL" if mode & 0o022 or not mode & 0o100 else "WARN", "helper",
+                "the token helper %s is mode %04o, not 0700." % (tilde(helper), mode), "chmod 700 %s" % helper, record)
+        if not os.access(helper, os.X_OK):
+            return
+    budget = HELPER_BUDGET.get(agent.name, 10.0)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([helper] if agent.name != "claude" else ["/bin/sh", "-c", agent.helper_command(record)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=budget * 3)
+    except subprocess.TimeoutExpired:
+        doc.add("FAIL", "helper", "the token helper did not answer within %g s." % (budget * 3),
+                "run `fmapi --verbose token%s` to see where it waits" % ("" if agent.name == "claude" else " --agent " + agent.name), record)
+        return
+    except OSError as exc:
+        doc.add("FAIL", "helper", "the token helper cannot run (%s)." % (exc.strerror or exc), "run: " + setup_command(record), record)
+        return
+    elapsed = time.monotonic() - started
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(lines) != 1 or not lines[0].strip():
+        reason = (proc.stderr.strip().splitlines() or ["exit status %d, %d lines of output" % (proc.returncode, len(lines))])[0]
+        fix = next((line.strip() for line in proc.stderr.splitlines()[1:] if line.strip()), "run: " + setup_command(record))
+        doc.add("FAIL", "helper", "the token helper failed: %s" % reason, fix, record)
+    elif elapsed > budget:
+        doc.add("WARN", "helper", "the token helper answered in %.1f s; %s waits %g s." % (elapsed, agent.title, budget),
+                "check your network and the Databricks CLI (fmapi --verbose token)", record)
+    else:
+        doc.add("PASS", "helper", "%s answers in %.2f s (budget %g s), mode 0700" % (tilde(helper), elapsed, budget), record=record)
+
+
+def doctor_session(doc, record):
+    """The profile and its session; returns an OAuth access token, or None."""
+    if not record.get("host"):
+        doc.add("FAIL", "profile", "fmapi does not know this install's workspace.", "run: " + setup_command(record), record)
+        return None
+    valid, words = session_state(record, False)
+    if valid is False:
+        doc.add("FAIL", "profile", words + ".", "run: " + login_command(record["host"], record["profile"], record.get("config_file")), record)
+        return None
+    doc.add("PASS", "profile", "profile '%s' points at %s" % (record["profile"], record["host"]), record=record)
+    try:
+        bearer = oauth_token(record["host"], record["profile"], record.get("cli"), record.get("config_file"))
+    except SessionExpired as exc:
+        doc.add("FAIL", "session", "the Databricks session of profile '%s' has expired or does not exist." % record["profile"],
+                "run: " + exc.fix.split(": ", 1)[-1], record)
+        return None
+    except FmapiError as exc:
+        doc.add("FAIL", "session", exc.message, exc.fix, record)
+        return None
+    doc.add("PASS", "session", "the Databricks session of profile '%s' is valid" % record["profile"], record=record)
+    return bearer
+
+
+def doctor_workspace(doc, host, records):
+    """DNS, connect, TLS (and each agent's trust of the certificate); True when reachable."""
+    stage, words = _probe(host)
+    record = records[0]
+    if stage == "tls" and "not trusted" in words:
+        doc.add("FAIL", "tls", words + ".", "point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at your company's CA certificates (PEM)", record)
+    elif stage != "ok":
+        doc.add("FAIL", stage, words + ".", "check the workspace URL (%s), your network, VPN and proxy" % host, record)
+    else:
+        doc.add("PASS", "network", "%s: DNS, connect%s in time" % (host, ", TLS" if host.startswith("https:") else ""), record=record)
+    if not host.startswith("https:") or (stage not in ("ok", "tls")):
+        return stage == "ok"
+    for agent_name in sorted({r["agent"] for r in records}):
+        names = AGENT_CA_ENV.get(agent_name, ())
+        files = [os.environ[n] for n in names[:1] if os.environ.get(n)]
+        if agent_name == "codex" and not files and os.environ.get("SSL_CERT_FILE"):
+            files = [os.environ["SSL_CERT_FILE"]]
+        trusted = _trusted_with(host, files)
+        agent_record = next(r for r in records if r["agent"] == agent_name)
+        title = AGENTS[agent_name].title
+        if trusted is False:
+            doc.add("FAIL", "tls", "%s will not trust the workspace's certificate." % title,
+                    "export %s=/path/to/company-ca.pem" % names[0], agent_record)
+        elif trusted:
+            doc.add("PASS", "tls", "%s trusts the workspace's certificate%s" % (title, " (%s)" % names[0] if files else ""), record=agent_record)
+    return stage == "ok"
+
+
+def doctor_models(doc, record, endpoints):
+    agent = AGENTS[record["agent"]]
+    by_name = {e["name"]: e for e in endpoints}
+    settings = model_settings(record)
+    if not settings:
+        doc.add("SKIP", "models", "fmapi has no record of this install's models", record=record)
+    for key, label, name in settings:
+        info = by_name.get(name)
+        flag = "--model" if key == "model" else "--" + key
+        if info is None:
+            near = close_names(name, [e["name"] for e in endpoints if endpoint_suits(agent, e)])
+            doc.add("FAIL", "models", "%s %s is not a serving endpoint of %s." % (label, name, record["host"]),
+                    "run: %s %s %s%s" % (setup_command(record), flag, near[0] if near else "NAME",
+                                          " (close: %s)" % ", ".join(near) if near else " (see: fmapi models)"), record)
+        elif not endpoint_suits(agent, info):
+            doc.add("FAIL", "models", "%s %s does not serve %s's API (%s)." % (label, name, agent.title, ", ".join(info["apis"]) or info["task"]),
+                    "pick one from: fmapi models --agent %s" % agent.name, record)
+        elif not info["ready"]:
+            doc.add("FAIL", "models", "%s %s is %s (%s)." % (label, name, info["state"], info["config_update"] or "no update running"),
+                    "wait for it, or pick a READY one: fmapi models --agent %s" % agent.name, record)
+        else:
+            doc.add("PASS", "models", "%s %s is a READY chat endpoint for %s" % (label, name, agent.title), record=record)
+
+
+def cmd_doctor(args):
+    """Check everything fmapi depends on; PASS/WARN/FAIL/SKIP each with a fix; exit 1 on FAIL."""
+    installs = [r for r in discover_installs(load_registry()).values() if not args.agent or r["agent"] == args.agent]
+    doc = Doctor(quiet=args.json)
+    doc.section("System")
+    doc.add("PASS" if sys.version_info >= MIN_PYTHON else "FAIL", "python",
+            "Python %s at %s" % (sys.version.split()[0], sys.executable), "install Python %d.%d or newer" % MIN_PYTHON)
+    doctor_cli(doc, installs)
+    doctor_environment(doc, installs)
+    if not installs:
+        doc.add("SKIP", "installs", "no fmapi install%s to check" % (" for " + AGENTS[args.agent].title if args.agent else ""))
+    workspaces = {}
+    for record in installs:
+        workspaces.setdefault(record.get("host"), []).append(record)
+    reachable, endpoints = {}, {}
+    for host, records in workspaces.items():
+        if host:
+            doc.section("Workspace %s" % host)
+            reachable[host] = doctor_workspace(doc, host, records)
+    for record in installs:
+        agent = AGENTS[record["agent"]]
+        doc.section("%s (%s)" % (agent.title, tilde(record.get("settings") or record["dir"])))
+        doctor_agent(doc, record)
+        doctor_config(doc, record)
+        doctor_files(doc, record)
+        bearer = doctor_session(doc, record)
+        host = record.get("host")
+        if bearer and reachable.get(host):
+            if host not in endpoints:
+                try:
+                    endpoints[host] = serving_endpoints(host, bearer)
+                except FmapiError as exc:
+                    endpoints[host] = None
+                    doc.add("FAIL", "http", exc.message, exc.fix, record)
+            if endpoints[host] is not None:
+                doctor_models(doc, record, endpoints[host])
+        else:
+            doc.add("SKIP", "models", "not checked: %s" % ("no valid session" if not bearer else "the workspace is unreachable"), record=record)
+    counts = {status: sum(1 for c in doc.checks if c["status"] == status) for status in ("PASS", "WARN", "FAIL", "SKIP")}
+    ok = counts["FAIL"] == 0
+    if args.json:
+        say(json.dumps({"version": 1, "ok": ok, "counts": counts, "checks": doc.checks}, indent=2, sort_keys=True))
+    else:
+        say("\n%d passed, %d warnings, %d failed, %d skipped." % (counts["PASS"], counts["WARN"], counts["FAIL"], counts["SKIP"]))
+    return 0 if ok else 1
 
 
 # --------------------------------------------------------------------------------------
@@ -5483,9 +6314,11 @@ examples:
   fmapi setup --agent pi                  set up Pi (its helper runs before every request)
   fmapi token                             print the current token of the ~/.claude install
   fmapi status                            list installs and their tokens
+  fmapi doctor                            check everything, with a fix for each problem
+  fmapi models                            the workspace's models the agents can use
   fmapi --uninstall                       remove everything fmapi wrote
 
-See %s for the manual.""" % HOMEPAGE
+`fmapi help COMMAND` shows a command's options; `man fmapi` is the manual."""
 
 
 def min_remaining_minutes(text):
@@ -5512,7 +6345,20 @@ def build_parser():
     parser.add_argument("--version", action="version", version="%s %s" % (PROG, __version__))
     parser.add_argument("--uninstall", action="store_true",
                         help="same as `fmapi uninstall`; setup options given without a command mean `fmapi setup`")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    # prog=PROG: each command's usage line reads `fmapi setup [-h] ...`, not the top-level usage
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+    parser.command_parsers = {}
+    add_parser = commands.add_parser
+
+    def add_command(name, **kwargs):
+        command = add_parser(name, parents=[common], **kwargs)
+        parser.command_parsers[name] = command
+        return command
+
+    commands.add_parser = add_command
 
     def agent_option(p, what):
         p.add_argument("--agent", choices=sorted(AGENTS), default="claude",
@@ -5583,26 +6429,148 @@ def build_parser():
                     "fmapi's helper.")
     copilot.add_argument("args", nargs=argparse.REMAINDER, help="arguments for copilot")
 
-    commands.add_parser("status", help="list installs and the state of their tokens",
-                        description="List every install fmapi finds, its workspace and profile, and "
-                                    "how long its cached token has left.")
+    status = commands.add_parser(
+        "status", help="list installs and the state of their tokens",
+        description="One block per install: the agent, where its files are, workspace, profile, "
+                    "credential, models, the cached token's expiry and whether the Databricks session "
+                    "can renew it, and what to run for each problem. Exit status 1 when an install "
+                    "cannot serve a token.")
+    status.add_argument("--check", action="store_true",
+                        help="also ask the Databricks CLI whether each session is valid (default: a local look)")
+    status.add_argument("--json", action="store_true", help="print one JSON object (see README, \"JSON output\"); never a token")
+
+    models = commands.add_parser(
+        "models", help="list the workspace's serving endpoints the agents can use",
+        description="List the workspace's serving endpoints: name, task, state and which agents they "
+                    "suit (from the API types the workspace lists for each endpoint, else from its "
+                    "name); chat models first, the ones an install uses marked with *.")
+    models.add_argument("--agent", choices=sorted(AGENTS), help="only the endpoints this agent can use")
+    models.add_argument("--profile", metavar="NAME", help="Databricks CLI profile to ask (default: the installs' one)")
+    models.add_argument("--host", metavar="URL", help="workspace URL (default: the installs' or the profile's)")
+    models.add_argument("--json", action="store_true", help="print one JSON object (see README, \"JSON output\")")
+
+    doctor = commands.add_parser(
+        "doctor", help="check the setup and say how to fix each problem",
+        description="Check Python, the Databricks CLI and each agent (versions), credentials in the "
+                    "environment and settings files that beat fmapi's, each configuration file, helper "
+                    "(present, 0700, answering in time) and file mode, the profile and its session, the "
+                    "workspace (DNS, connect, TLS, HTTP), whether each agent trusts its certificate, and "
+                    "each configured model. Prints PASS, WARN, FAIL or SKIP with a one-line fix; exit "
+                    "status 1 when a check failed.")
+    doctor.add_argument("--agent", choices=sorted(AGENTS), help="check only this agent's installs")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object (see README, \"JSON output\")")
+
+    helper = commands.add_parser("help", help="show the help of fmapi or of one command",
+                                 description="Show fmapi's help, or a command's: fmapi help setup.")
+    helper.add_argument("topic", nargs="?", metavar="COMMAND", help="the command to explain")
+    parser._manpage = man_sections()  # read by argparse-manpage (./build.sh)
     return parser
 
 
-COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "copilot", "status")
+VERBOSE_HELP = "log each Databricks CLI call and HTTP request (never a token) on stderr"
+
+# The man page's extra sections (./build.sh hands the parser to argparse-manpage, which
+# prints parser._manpage after the options): kept here, beside the parser, so they change
+# with it. Each is (heading, [(term, text)]) or (heading, text).
+MAN_SECTIONS = (
+    ("EXAMPLES", [
+        ("fmapi", "Set up Claude Code, asking for each answer (workspace, profile, models, settings location)."),
+        ("fmapi setup --yes --host https://my-workspace.cloud.databricks.com",
+         "The same without questions: every other answer takes its default or the previous install's value."),
+        ("fmapi setup --agent codex --model databricks-gpt-5-2", "Set up OpenAI Codex with that model."),
+        ("fmapi setup --agent gemini && fmapi gemini", "Set up Gemini CLI, then start it with a fresh token."),
+        ("fmapi status --check", "Every install, its models and token, and whether its Databricks session still renews it."),
+        ("fmapi doctor --agent claude", "Check Claude Code's install and say how to fix each problem."),
+        ("fmapi models --agent codex --json", "The workspace's endpoints that Codex can use, as JSON."),
+        ("fmapi --verbose token", "Print the token, logging each CLI call and HTTP request on stderr."),
+        ("fmapi --uninstall --yes --revoke", "Remove everything fmapi wrote and revoke its PATs."),
+    ]),
+    ("EXIT STATUS", [
+        ("0", "Success; for status and doctor: every install can serve a token and no check failed."),
+        ("1", "A failure fmapi explains on stderr with what to do; for status, an install that cannot serve "
+              "a token; for doctor, a check that failed."),
+        ("2", "Bad command-line input or an unknown command."),
+        ("130", "Interrupted (Ctrl-C); files are as they were or complete."),
+        ("141", "The reader of fmapi's output went away (a closed pipe, as with SIGPIPE)."),
+    ]),
+    ("FILES", [
+        ("~/.claude/settings.json", "Claude Code's settings: apiKeyHelper and the env table (CLAUDE_CONFIG_DIR moves ~/.claude)."),
+        ("~/.codex/config.toml", "Codex's configuration: fmapi's provider table and the keys that select it (CODEX_HOME)."),
+        ("~/.gemini/settings.json, ~/.gemini/.env", "Gemini CLI's settings and, with setup --write-env, its environment (GEMINI_CLI_HOME)."),
+        ("fmapi-key-helper.sh", "Beside each agent's settings: the 0700 helper the agent runs for a token."),
+        (".fmapi-pat-cache", "Beside each agent's settings: the current PAT and its expiry, mode 0600."),
+        ("~/.local/share/fmapi/installs.json", "The record of every install; runtime/ holds the copy of fmapi the helpers run (XDG_DATA_HOME)."),
+        ("~/.databrickscfg", "The Databricks CLI's profiles (DATABRICKS_CONFIG_FILE)."),
+    ]),
+    ("ENVIRONMENT", [
+        ("CLAUDE_CONFIG_DIR", "Where Claude Code keeps its settings instead of ~/.claude."),
+        ("CODEX_HOME", "Where Codex keeps config.toml instead of ~/.codex."),
+        ("GEMINI_CLI_HOME", "The home directory Gemini CLI uses for ~/.gemini."),
+        ("DATABRICKS_CONFIG_FILE", "The Databricks CLI's profile file instead of ~/.databrickscfg."),
+        ("XDG_DATA_HOME", "Where fmapi keeps its install record (default ~/.local/share)."),
+        ("REQUESTS_CA_BUNDLE, SSL_CERT_FILE", "CA certificates fmapi trusts for the workspace (a TLS-inspecting proxy's). "
+         "Node-based agents need NODE_EXTRA_CA_CERTS, Codex CODEX_CA_CERTIFICATE or SSL_CERT_FILE; fmapi doctor checks each."),
+        ("ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN", "Beat fmapi's helper in Claude Code: fmapi doctor reports them."),
+        ("DATABRICKS_TOKEN, DATABRICKS_HOST, DATABRICKS_CONFIG_PROFILE", "Change what the Databricks CLI does: fmapi doctor reports them."),
+        ("SHIV_ROOT", "Where the .pyz extracts itself (default ~/.shiv, or a private temporary folder when HOME is read-only)."),
+        ("NO_COLOR", "When set, fmapi prints no colour."),
+        ("BROWSER", "The Databricks CLI's sign-in opens this browser; BROWSER=none prints the URL instead."),
+    ]),
+)
+
+
+def _roff(text):
+    return text.replace("\\", "\\e").replace("-", "\\-").replace("'", "\\(aq")
+
+
+def man_sections():
+    """MAN_SECTIONS as argparse-manpage's extra sections (roff)."""
+    sections = []
+    for heading, items in MAN_SECTIONS:
+        lines = []
+        for term, text in items:
+            lines += [".TP", "\\fB%s\\fR" % _roff(term), _roff(text)]
+        sections.append({"heading": heading, "content": "\n".join(lines)})
+    return sections
+COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "copilot", "status", "doctor", "models", "help")
 LAUNCHERS = {"gemini": "run_gemini", "copilot": "run_copilot"}  # `fmapi AGENT ARGS...`: every argument is the agent's
+GLOBAL_FLAGS = ("--verbose",)
 
 
 def normalize_argv(argv):
-    """`fmapi` and `fmapi --host ...` mean setup; `fmapi --uninstall ...` means uninstall."""
+    """(argv for the parser, verbose): `fmapi` and `fmapi --host ...` mean setup,
+    `fmapi --uninstall ...` means uninstall, and a leading --verbose applies to any command.
+
+    Raises UsageError for a word that is no command, naming the commands and the closest.
+    """
     argv = list(argv)
+    verbose = False
+    while argv and argv[0] in GLOBAL_FLAGS:
+        verbose = argv.pop(0) == "--verbose" or verbose
     if argv and argv[0] in COMMAND_NAMES:
-        return argv
+        return argv, verbose
     if "--uninstall" in argv:
-        return ["uninstall"] + [a for a in argv if a != "--uninstall"]
+        return ["uninstall"] + [a for a in argv if a != "--uninstall"], verbose
     if any(a in ("-h", "--help", "--version") for a in argv[:1]):
-        return argv
-    return ["setup"] + argv
+        return argv, verbose
+    if argv and not argv[0].startswith("-"):
+        near = close_names(argv[0], COMMAND_NAMES, 1)
+        raise UsageError("'%s' is not a command. Commands: %s." % (argv[0], ", ".join(COMMAND_NAMES)),
+                         fix=("Did you mean: fmapi %s? " % near[0] if near else "") + "See: fmapi help")
+    return ["setup"] + argv, verbose
+
+
+def cmd_help(args):
+    parser = build_parser()
+    if not args.topic:
+        parser.print_help()
+        return 0
+    if args.topic not in parser.command_parsers:
+        near = close_names(args.topic, parser.command_parsers, 1)
+        raise UsageError("no command '%s'. Commands: %s." % (args.topic, ", ".join(sorted(parser.command_parsers))),
+                         fix="Did you mean: fmapi help %s" % near[0] if near else "See: fmapi help")
+    parser.command_parsers[args.topic].print_help()
+    return 0
 
 
 def main(argv=None):
@@ -5611,18 +6579,22 @@ def main(argv=None):
         return 1
     import signal
 
-    global INHERITED_UMASK
+    global INHERITED_UMASK, VERBOSE
     INHERITED_UMASK = os.umask(0o077)
-    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LAUNCHERS and argv[0] in AGENTS:
-        handler = globals()[LAUNCHERS[argv[0]]]
-        args = argv[1:]
-    else:
-        args = build_parser().parse_args(argv)
-        handler = COMMANDS[args.command]
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        argv, VERBOSE = normalize_argv(sys.argv[1:] if argv is None else argv)
+        if argv and argv[0] in LAUNCHERS and argv[0] in AGENTS:
+            handler = globals()[LAUNCHERS[argv[0]]]
+            args = argv[1:]
+        else:
+            args = build_parser().parse_args(argv)
+            VERBOSE = VERBOSE or bool(getattr(args, "verbose", False))
+            handler = COMMANDS[args.command]
         return handler(args)
+    except BrokenPipeError:  # the reader went away (`fmapi status | head -1`): end quietly, as on SIGPIPE
+        quiet_stdout()
+        return 128 + signal.SIGPIPE
     except FmapiError as exc:
         print(exc.render(), file=sys.stderr, flush=True)
         return exc.code
@@ -5634,7 +6606,8 @@ def main(argv=None):
         return 1
 
 
-COMMANDS = {"setup": cmd_setup, "token": cmd_token, "uninstall": cmd_uninstall, "status": cmd_status}
+COMMANDS = {"setup": cmd_setup, "token": cmd_token, "uninstall": cmd_uninstall, "status": cmd_status,
+            "doctor": cmd_doctor, "models": cmd_models, "help": cmd_help}
 
 
 if __name__ == "__main__":

@@ -95,8 +95,14 @@ def _b64url(data: bytes) -> str:
 
 
 def make_endpoint(name, task="llm/v1/chat", ready=True, display_name=None, foundation=True,
-                  config_update="NOT_UPDATING"):
-    """Build a serving endpoint dict in the shape ``GET /api/2.0/serving-endpoints`` returns."""
+                  config_update="NOT_UPDATING", api_types=None):
+    """Build a serving endpoint dict in the shape ``GET /api/2.0/serving-endpoints`` returns.
+
+    api_types: the wire APIs the workspace says the model serves, e.g.
+    ``["mlflow/v1/chat/completions", "anthropic/v1/messages", "openai/v1/responses"]``
+    (config.served_entities[].foundation_model.api_types; spec/databricks.md, "Endpoint
+    capabilities"). Not every workspace lists them: None leaves the key out.
+    """
     entity = {"name": name, "entity_name": "system.ai." + name, "entity_version": "1"}
     if foundation:
         entity["foundation_model"] = {
@@ -105,6 +111,8 @@ def make_endpoint(name, task="llm/v1/chat", ready=True, display_name=None, found
             "docs": "https://docs.databricks.com/en/machine-learning/foundation-models/index.html",
             "description": (display_name or name) + " served by Foundation Model APIs.",
         }
+        if api_types is not None:
+            entity["foundation_model"]["api_types"] = list(api_types)
     else:
         entity["external_model"] = {"provider": "custom", "name": name, "task": task}
     ep = {
@@ -282,15 +290,18 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         import sys
 
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return  # a client hung up (e.g. an agent killed mid-stream): not interesting
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
+            return  # a client hung up (an agent killed mid-stream) or refused our TLS certificate
         super().handle_error(request, client_address)
 
 
 class FakeWorkspace:
     """A fake Databricks workspace on 127.0.0.1. See the module docstring."""
 
-    def __init__(self, latency=0.0, reply_text="Hello from the fake workspace."):
+    def __init__(self, latency=0.0, reply_text="Hello from the fake workspace.", tls=None):
+        """tls: (certificate file, key file) to serve HTTPS on https://localhost:<port>
+        (e.g. from trustme), as a workspace behind a TLS-inspecting proxy looks."""
+        self.tls = tls
         self.lock = threading.RLock()
         self.latency = latency
         self.reply_text = reply_text
@@ -323,6 +334,13 @@ class FakeWorkspace:
             return self
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", 0), _Handler)
+        if self.tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
+                                                        do_handshake_on_connect=False)
         self._server.workspace = self
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -357,6 +375,8 @@ class FakeWorkspace:
 
     @property
     def url(self):
+        if self.tls:
+            return "https://localhost:%d" % self.port
         return "http://127.0.0.1:%d" % self.port
 
     # ---------------------------------------------------------------- recorded requests
