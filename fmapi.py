@@ -24,7 +24,7 @@ How this file reads, top to bottom:
   13. GitHub Copilot CLI
   14. Dependencies (installing agents and the Databricks CLI)
   15. The terminal: prompts and the arrow-key selector
-  16. Commands: setup, token, uninstall, gemini, copilot, status
+  16. Commands: setup, token, uninstall, gemini, copilot; 16b: models, status, doctor
   17. Command line and main()
 
 Standard library only. Only the modules the token helper's cache-hit path needs are
@@ -5095,7 +5095,7 @@ def select(label, options, default=0):
 
 
 # --------------------------------------------------------------------------------------
-# 16. Commands: setup, token, uninstall, status
+# 16. Commands: setup, token, uninstall
 # --------------------------------------------------------------------------------------
 
 HTTPS_MESSAGE = "Workspace URL must start with https://"
@@ -5200,16 +5200,18 @@ def collect_answers(agent, args, registry, interactive):
         auth = prev.get("auth") or "pat"
 
     answers = {"host": host, "profile": profile, "config_file": config_file, "auth": auth}
-    if interactive:
-        offer_models(agent, host, profile, config_file)
+    endpoints = setup_endpoints(host, profile, config_file) if interactive else None
     for key, label, default in agent.prompts(prev):
         given = getattr(args, key, None)
         if given:
             answers[key] = given.strip()
+        elif interactive and endpoints:
+            answers[key] = pick_model(agent, label, endpoints, default)
         elif interactive:
             answers[key] = ask_text(label, default)
         else:
             answers[key] = default
+    answers["endpoints"] = endpoints
 
     if agent.name == "claude":
         if location is None and interactive:
@@ -5245,21 +5247,90 @@ def collect_answers(agent, args, registry, interactive):
     return answers, previous
 
 
-def offer_models(agent, host, profile, config_file=None):
-    """On a terminal, list the workspace's chat endpoints for this agent before asking for models.
+def setup_endpoints(host, profile, config_file=None):
+    """On a terminal, before the model questions: sign in, then the workspace's endpoints.
 
-    Only when the profile is already signed in to this host: the sign-in itself is a later step.
+    None when they cannot be had (no Databricks CLI yet, no session, no network): the
+    questions then take free text with today's defaults, and the models are checked after
+    the sign-in step instead.
     """
-    if not same_workspace(profile_host(profile, config_file), host):
-        return []
+    cli = find_command("databricks")
+    if not cli:
+        return None
     try:
-        endpoints = serving_endpoints(host, oauth_token(host, profile, config_file=config_file))
-    except FmapiError:
-        return []
-    names = sorted(e["name"] for e in endpoints if e["ready"] and endpoint_suits(agent, e))
-    if names:
-        say("Chat endpoints for %s on this workspace: %s" % (agent.title, ", ".join(names)))
-    return names
+        return serving_endpoints(host, ensure_session(host, profile, cli, config_file))
+    except FmapiError as exc:
+        warn("could not list the workspace's models (%s); type their names." % exc.message)
+        return None
+
+
+def model_problem(agent, name, endpoints):
+    """None when ``endpoints`` serve ``name`` to ``agent``, else why not (with close names)."""
+    usable = [e["name"] for e in endpoints if endpoint_suits(agent, e)]
+    if name in usable:
+        return None
+    known = {e["name"]: e for e in endpoints}
+    near = close_names(name, usable)
+    if name in known:
+        why = "'%s' is a serving endpoint but does not serve %s's API" % (name, agent.title)
+    else:
+        why = "the workspace has no serving endpoint '%s'" % name
+    return why + ("; the nearest: %s" % ", ".join(near) if near else "; see: fmapi models --agent %s" % agent.name)
+
+
+OTHER_MODEL = "Other\u2026"
+
+
+def pick_model(agent, label, endpoints, default):
+    """The arrow-key selector over the endpoints that suit ``agent`` (``default`` first, then
+    the rest, then Other… for free text, checked against the workspace)."""
+    names = sorted(e["name"] for e in endpoints if endpoint_suits(agent, e) and e["ready"])
+    if not names:
+        return ask_text(label, default)
+    options = ([default] if default in names else []) + [n for n in names if n != default] + [OTHER_MODEL]
+    picked = options[select(label, options, 0)]
+    if picked != OTHER_MODEL:
+        return picked
+
+    def served(text):
+        problem = model_problem(agent, text, endpoints)
+        if problem:
+            raise UsageError(problem + ".")
+        return text
+
+    return ask_text(label, default if default in names else None, served)
+
+
+def check_models(agent, record, bearer, interactive, endpoints=None):
+    """Catch a model the workspace does not serve before anything is written.
+
+    On a terminal the question is asked again (close names first); otherwise UsageError
+    (exit 2) names the model and the nearest ones. When the list cannot be fetched, a
+    warning and the models stay as given. Returns the record with the chosen models.
+    """
+    if endpoints is None:
+        try:
+            endpoints = serving_endpoints(record["host"], bearer)
+        except FmapiError as exc:
+            warn("could not list the workspace's serving endpoints to check the models (%s); continuing." % exc.message)
+            return record
+    record = dict(record)
+    for key, label, name in model_settings(record):
+        problem = model_problem(agent, name, endpoints)
+        if problem is None:
+            info = next(e for e in endpoints if e["name"] == name)
+            if not info["ready"]:
+                warn("%s %s is %s on the workspace for now." % (label, name, info["state"]))
+            continue
+        if not interactive:
+            flag = "--model" if key == "model" else "--" + key
+            raise UsageError("%s: %s." % (label, problem),
+                             fix="Pass another %s (fmapi models --agent %s lists them), or --skip-model-check to keep it."
+                                 % (flag, agent.name))
+        say("  %s: %s." % (label, problem))
+        near = close_names(name, [e["name"] for e in endpoints if endpoint_suits(agent, e)], 1)
+        record[key] = pick_model(agent, label, endpoints, near[0] if near else None)
+    return record
 
 
 def _validate_base_path(text):
@@ -5286,6 +5357,7 @@ def cmd_setup(args):
     interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
     registry = load_registry()
     answers, previous = collect_answers(agent, args, registry, interactive)
+    endpoints = answers.pop("endpoints", None)
     location = answers.get("location")
     record = dict(answers, agent=agent.name, dir=agent.install_dir(location))
     if location in (None, "home") and agent.config_env:
@@ -5321,6 +5393,8 @@ def cmd_setup(args):
     step(2, total, "Databricks sign-in (profile %s on %s)" % (record["profile"], record["host"]))
     bearer = ensure_session(record["host"], record["profile"], record["cli"], record.get("config_file"))
     say("  signed in.")
+    if not getattr(args, "skip_model_check", False):
+        record = check_models(agent, record, bearer, interactive, endpoints)
 
     cached = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
     old_pat = cached if cached.get("token_id") and cached.get("auth", "pat") == "pat" else None
@@ -5658,8 +5732,14 @@ def cmd_uninstall(args):
     return 1 if report.failed else 0
 
 
-# `fmapi models`, `fmapi status` and `fmapi doctor` only read: they never write a file
-# nor mint a token (doctor runs each helper as the agent would, which may renew a PAT).
+# --------------------------------------------------------------------------------------
+# 16b. Seeing a setup: models, status, doctor
+#
+# They only read: they never write a file nor mint a token themselves (doctor runs each
+# helper as the agent would, which renews its PAT when it is due). Their --json objects
+# are documented in README.md ("fmapi status", "fmapi doctor", "fmapi models"): add keys,
+# never change one's meaning without bumping "version". No token ever appears in them.
+# --------------------------------------------------------------------------------------
 
 
 def model_settings(record):
@@ -6396,6 +6476,9 @@ def build_parser():
     setup.add_argument("--write-env", action=argparse.BooleanOptionalAction, default=None,
                        help="Gemini CLI: also keep the token in ~/.gemini/.env so a bare `gemini` works "
                             "(kept on re-runs; --no-write-env takes it out again)")
+    setup.add_argument("--skip-model-check", action="store_true",
+                       help="keep the models as given even when the workspace does not list them as "
+                            "serving endpoints for the agent")
     setup.add_argument("-y", "--yes", action="store_true", help="ask nothing; take defaults for what is missing")
 
     token = commands.add_parser(
@@ -6489,7 +6572,7 @@ MAN_SECTIONS = (
         ("0", "Success; for status and doctor: every install can serve a token and no check failed."),
         ("1", "A failure fmapi explains on stderr with what to do; for status, an install that cannot serve "
               "a token; for doctor, a check that failed."),
-        ("2", "Bad command-line input or an unknown command."),
+        ("2", "Bad command-line input, an unknown command, or (with --yes) a model the workspace does not serve."),
         ("130", "Interrupted (Ctrl-C); files are as they were or complete."),
         ("141", "The reader of fmapi's output went away (a closed pipe, as with SIGPIPE)."),
     ]),

@@ -102,7 +102,7 @@ def test_every_flag_is_honoured(home, workspace, logged_in, claude_stub, tmp_pat
     base = tmp_path / "custom base"
     proc = run_fmapi("setup", "--yes", "--host", workspace.url + "/some/path/", "--profile", logged_in,
                      "--model", "databricks-claude-sonnet-4-5", "--opus", "o-1", "--sonnet", "s-1", "--haiku", "h-1",
-                     "--settings-location", str(base), "--pat-lifetime", "7")
+                     "--settings-location", str(base), "--pat-lifetime", "7", "--skip-model-check")
     assert proc.returncode == 0, proc.stderr
     settings = read_json(base / ".claude" / "settings.json")
     env = settings["env"]
@@ -242,7 +242,7 @@ def test_rerun_updates_models_and_lifetime_and_replaces_only_its_own_pat(home, w
     setup_claude()
     d = claude_dir(home)
     old = cache_of(d)
-    setup_claude("--haiku", "databricks-claude-haiku-9", "--pat-lifetime", "5")
+    setup_claude("--haiku", "databricks-claude-haiku-9", "--pat-lifetime", "5", "--skip-model-check")
     new = cache_of(d)
     assert new["token"] != old["token"]
     assert read_json(d / "settings.json")["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "databricks-claude-haiku-9"
@@ -501,6 +501,7 @@ class Terminal:
 
 
 UP, DOWN, ENTER = "\x1b[A", "\x1b[B", "\r"
+OTHER = "Other\u2026"
 
 
 def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, logged_in, claude_stub, tmp_path):
@@ -515,14 +516,26 @@ def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, lo
     term.expect("Credential")  # right after the profile (issue 11); PAT is the default for a new install
     term.expect("renewed through the Databricks CLI)")
     term.send(ENTER)
-    term.expect("Model [databricks-claude-opus-4-6]")
-    term.send("\r")
-    term.expect("Opus model [databricks-claude-opus-4-6]")
-    term.send("\r")
+    # signed in, fmapi offers the workspace's Claude endpoints, the default first, then Other…
+    term.expect("Model (up/down, Enter)")
+    menu = term.expect(OTHER)
+    assert menu.index("databricks-claude-opus-4-6") < menu.index("databricks-claude-haiku-4-5")
+    assert "gpt" not in menu and "gemini" not in menu and "llama" not in menu
+    term.send(ENTER)
+    term.expect("Opus model (up/down, Enter)")
+    term.expect(OTHER)
+    term.send(ENTER)
+    term.expect("Sonnet model (up/down, Enter)")
+    term.expect(OTHER)
+    term.send(UP + ENTER)  # Other…: free text, checked against the workspace
+    term.expect("Sonnet model [databricks-claude-sonnet-4-6]")
+    term.send("databricks-claude-sonet-4-5\r")
+    term.expect("no serving endpoint 'databricks-claude-sonet-4-5'; the nearest: databricks-claude-sonnet-4-5")
     term.expect("Sonnet model [databricks-claude-sonnet-4-6]")
     term.send("databricks-claude-sonnet-4-5\r")
-    term.expect("Haiku model [databricks-claude-haiku-4-5]")
-    term.send("\r")
+    term.expect("Haiku model (up/down, Enter)")
+    term.expect(OTHER)
+    term.send(ENTER)
     term.expect("Settings location")
     term.expect("Custom path")  # the whole selector is drawn
     term.send(DOWN + DOWN + UP)  # to "Current directory"
@@ -542,7 +555,7 @@ def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, lo
 def test_interactive_custom_path(home, workspace, logged_in, claude_stub, tmp_path):
     base = tmp_path / "proj"
     term = Terminal(["--host", workspace.url, "--profile", logged_in, "--model", "m", "--opus", "o", "--sonnet", "s",
-                     "--haiku", "h"], cwd=os.getcwd())
+                     "--haiku", "h", "--skip-model-check"], cwd=os.getcwd())
     term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
     term.send(ENTER)
     term.expect("Settings location")
@@ -560,8 +573,9 @@ def test_ctrl_c_at_a_selector_exits_130_restores_the_terminal_and_writes_nothing
     term.expect("renewed through the Databricks CLI)")  # the Credential selector
     term.send(ENTER)
     for label in ("Model", "Opus model", "Sonnet model", "Haiku model"):
-        term.expect(label + " [")
-        term.send("\r")
+        term.expect(label + " (up/down, Enter)")
+        term.expect(OTHER)
+        term.send(ENTER)
     term.expect("Settings location")
     term.send(DOWN)
     time.sleep(0.2)

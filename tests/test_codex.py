@@ -493,14 +493,16 @@ def test_claude_stays_the_default_agent(home, workspace, logged_in, codex_stub, 
 
 
 def test_interactive_setup_offers_the_workspaces_gpt_endpoints(home, workspace, logged_in, codex_stub):
-    from test_claude import ENTER, Terminal
+    from test_claude import DOWN, ENTER, OTHER, Terminal
 
     term = Terminal(["--agent", "codex", "--host", workspace.url, "--profile", logged_in], cwd=os.getcwd())
     term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
     term.send(ENTER)
-    seen = term.expect("Model [databricks-gpt-5-2]")
-    assert "databricks-gpt-5-2-codex" in seen and "claude" not in seen.split("Chat endpoints", 1)[-1]
-    term.send("databricks-gpt-5-2-codex\r")
+    term.expect("Model (up/down, Enter)")
+    menu = term.expect(OTHER)
+    assert menu.index("databricks-gpt-5-2") < menu.index("databricks-gpt-5-2-codex")
+    assert "claude" not in menu and "gemini" not in menu
+    term.send(DOWN + ENTER)
     term.expect("7 days")  # drawn once the selector reads keys: what is typed before may be flushed
     term.send(ENTER)
     assert term.finish() == 0, term.buffer

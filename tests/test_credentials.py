@@ -219,7 +219,7 @@ def test_interactive_credential_selector_and_the_oauth_offer(home, workspace, lo
     from test_claude import DOWN, ENTER, Terminal
 
     term = Terminal(["--host", workspace.url, "--profile", PROFILE, "--model", "m", "--opus", "o", "--sonnet", "s",
-                     "--haiku", "h", "--settings-location", "home"], cwd=os.getcwd())
+                     "--haiku", "h", "--settings-location", "home", "--skip-model-check"], cwd=os.getcwd())
     term.expect("Credential")
     term.expect("OAuth token (no PAT; 1-hour tokens renewed through the Databricks CLI)")
     term.send(DOWN + ENTER)
@@ -229,13 +229,13 @@ def test_interactive_credential_selector_and_the_oauth_offer(home, workspace, lo
 
     workspace.tokens_allowed = False
     term = Terminal(["--host", workspace.url, "--profile", PROFILE, "--model", "m", "--opus", "o", "--sonnet", "s",
-                     "--haiku", "h", "--settings-location", "home", "--auth", "oauth"], cwd=os.getcwd())
+                     "--haiku", "h", "--settings-location", "home", "--auth", "oauth", "--skip-model-check"], cwd=os.getcwd())
     assert term.finish() == 0, term.buffer  # --auth answers the selector
     registry_path = home / ".local" / "share" / "fmapi" / "installs.json"
     registry_path.unlink()  # a new install: PAT is the default again
     (home / ".claude" / ".fmapi-pat-cache").unlink()
     term = Terminal(["--host", workspace.url, "--profile", PROFILE, "--model", "m", "--opus", "o", "--sonnet", "s",
-                     "--haiku", "h", "--settings-location", "home"], cwd=os.getcwd())
+                     "--haiku", "h", "--settings-location", "home", "--skip-model-check"], cwd=os.getcwd())
     term.expect("Credential")
     term.send(ENTER)  # PAT
     term.expect("PAT lifetime")

@@ -406,7 +406,7 @@ def test_doctor_unknown_and_not_ready_models(home, workspace, logged_in, stubs):
     workspace.serving_endpoints.append(make_endpoint("databricks-claude-haiku-5", ready=False, config_update="IN_PROGRESS"))
     workspace.check_models = False
     setup(workspace, logged_in, "--sonnet", "databricks-claude-sonet-4-6", "--haiku", "databricks-claude-haiku-5",
-          "--opus", "databricks-gpt-5-2")
+          "--opus", "databricks-gpt-5-2", "--skip-model-check")
     proc, data = doctor()
     assert proc.returncode == 1
     fails = {c["message"].split()[2]: c for c in failing(data, "models")}
@@ -460,3 +460,111 @@ def test_doctor_names_what_each_agent_needs_for_an_untrusted_certificate(home, t
     proc, data = doctor(env=dict(NO_CA, REQUESTS_CA_BUNDLE=ca, NODE_EXTRA_CA_CERTS=ca, CODEX_CA_CERTIFICATE=ca))
     assert failing(data, "tls") == [] and statuses(data, "tls") == ["PASS", "PASS"]
     assert proc.returncode == 0, proc.stdout
+
+
+# --- models at setup --------------------------------------------------------------------
+
+
+def test_a_model_the_workspace_does_not_serve_is_caught_before_anything_is_written(home, workspace, logged_in, stubs):
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, "--model", "databricks-claude-opus-9")
+    assert proc.returncode == 2
+    assert "Model: the workspace has no serving endpoint 'databricks-claude-opus-9'" in proc.stderr
+    assert "the nearest: databricks-claude-opus-4-6" in proc.stderr and "--skip-model-check" in proc.stderr
+    assert not (home / ".claude").exists() and not pat_values(workspace)
+    assert not (home / ".local" / "share" / "fmapi" / "installs.json").exists()
+    # a real endpoint of the wrong family
+    proc = run_fmapi("setup", "--yes", "--agent", "codex", "--host", workspace.url, "--profile", logged_in,
+                     "--model", "databricks-claude-opus-4-6")
+    assert proc.returncode == 2 and "does not serve OpenAI Codex's API" in proc.stderr
+    assert "databricks-gpt-5-2" in proc.stderr
+    assert not (home / ".codex").exists() and not pat_values(workspace)
+    # the user insists
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, "--model", "databricks-claude-opus-9",
+                     "--skip-model-check")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((home / ".claude" / "settings.json").read_text())["env"]["ANTHROPIC_MODEL"] == "databricks-claude-opus-9"
+
+
+def test_when_the_list_cannot_be_fetched_setup_warns_and_goes_on(home, workspace, logged_in, stubs):
+    workspace.fail_next("GET", "/api/2.0/serving-endpoints", 403)
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, "--model", "databricks-claude-opus-9")
+    assert proc.returncode == 0, proc.stderr
+    assert "could not list the workspace's serving endpoints" in proc.stderr
+
+
+def test_on_a_terminal_a_bad_model_flag_is_asked_again_with_the_closest_first(home, workspace, logged_in, stubs):
+    from test_claude import ENTER, OTHER, Terminal
+
+    term = Terminal(["--host", workspace.url, "--profile", logged_in, "--auth", "pat", "--sonnet", "databricks-claude-sonet-4-6",
+                     "--model", "databricks-claude-opus-4-6", "--opus", "databricks-claude-opus-4-6",
+                     "--haiku", "databricks-claude-haiku-4-5", "--settings-location", "home", "--pat-lifetime", "1"],
+                    cwd=os.getcwd())
+    term.expect("Sonnet model: the workspace has no serving endpoint 'databricks-claude-sonet-4-6'")
+    term.expect("Sonnet model (up/down, Enter)")
+    menu = term.expect(OTHER)
+    first = [line for line in menu.splitlines() if "databricks-" in line][0]
+    assert "> databricks-claude-sonnet-4-6" in first  # the nearest, first and chosen
+    term.send(ENTER)
+    assert term.finish() == 0, term.buffer
+    env = json.loads((home / ".claude" / "settings.json").read_text())["env"]
+    assert env["ANTHROPIC_DEFAULT_SONNET_MODEL"] == "databricks-claude-sonnet-4-6"
+
+
+def test_on_a_terminal_without_the_list_the_questions_take_free_text(home, workspace, logged_in, stubs):
+    from test_claude import Terminal
+
+    workspace.fail_next("GET", "/api/2.0/serving-endpoints", 403, times=2)  # permanent: not retried
+    term = Terminal(["--agent", "codex", "--host", workspace.url, "--profile", logged_in, "--auth", "pat", "--pat-lifetime", "1"],
+                    cwd=os.getcwd())
+    term.expect("could not list the workspace's models")
+    term.expect("Model [databricks-gpt-5-2]")
+    term.send("databricks-gpt-5-2-codex\r")
+    assert term.finish() == 0, term.buffer
+    assert 'model = "databricks-gpt-5-2-codex"' in (home / ".codex" / "config.toml").read_text()
+
+
+# --- doctor's pieces, in-process ------------------------------------------------------------
+
+
+def test_managed_settings_beat_the_install(home, tmp_path, monkeypatch):
+    managed = tmp_path / "managed-settings.json"
+    managed.write_text(json.dumps({"apiKeyHelper": "/opt/corp/key.sh", "env": {"ANTHROPIC_MODEL": "corp-model"}}))
+    monkeypatch.setattr(fmapi, "CLAUDE_MANAGED_SETTINGS", (str(managed),))
+    record = {"agent": "claude", "dir": str(home / ".claude"), "settings": str(home / ".claude" / "settings.json")}
+    assert fmapi.claude_layers(record) == [(str(managed), "apiKeyHelper", "/opt/corp/key.sh"),
+                                           (str(managed), "env.ANTHROPIC_MODEL", "corp-model")]
+    doc = fmapi.Doctor(quiet=True)
+    monkeypatch.setattr(fmapi.AGENTS["claude"], "verify", lambda record: [])
+    fmapi.doctor_config(doc, record)
+    layers = {c["message"].split(" sets ")[1].split()[0]: c["status"] for c in doc.checks if c["check"] == "layers"}
+    assert layers == {"apiKeyHelper": "FAIL", "env.ANTHROPIC_MODEL": "WARN"}
+
+
+def test_the_probe_names_dns_failures_and_timeouts(monkeypatch):
+    import socket
+    import threading
+    import time as clock
+
+    def no_such_host(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # DNS cannot run here: no resolver
+    stage, words = fmapi._probe("https://my-workspace.cloud.databricks.com")
+    assert stage == "dns" and "DNS lookup of my-workspace.cloud.databricks.com failed" in words
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: clock.sleep(2))
+    stage, words = fmapi._probe("https://slow.example.com", stage_timeout=0.2)
+    assert stage == "dns" and "timed out after 0.2 s" in words
+    monkeypatch.undo()
+
+    # a server that accepts the connection and never speaks TLS: the handshake times out
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    held = []
+    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()
+    try:
+        stage, words = fmapi._probe("https://127.0.0.1:%d" % listener.getsockname()[1], stage_timeout=0.3)
+    finally:
+        listener.close()
+    assert stage == "tls" and "TLS handshake with 127.0.0.1 timed out after 0.3 s" in words

@@ -463,7 +463,8 @@ class Terminal:
         while text not in self.buffer:
             if time.time() > deadline or not self._read(deadline - time.time()):
                 raise AssertionError("did not see %r; screen so far:\n%s" % (text, self.buffer))
-        self.buffer = self.buffer.split(text, 1)[1]
+        seen, self.buffer = self.buffer.split(text, 1)
+        return seen
 
     def send(self, keys):
         os.write(self.fd, keys.encode())
@@ -489,9 +490,11 @@ def test_interactive_setup_offers_the_workspaces_gemini_endpoints(home, workspac
     term.send(logged_in + "\r")
     term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
     term.send("\r")
-    term.expect("Chat endpoints for Gemini CLI on this workspace: databricks-gemini-2-5-pro, databricks-gemini-3-pro\r\n")
-    term.expect("Model [databricks-gemini-2-5-pro]")
-    term.send("databricks-gemini-3-pro\r")
+    term.expect("Model (up/down, Enter)")
+    menu = term.expect("Other\u2026")
+    assert menu.index("databricks-gemini-2-5-pro") < menu.index("databricks-gemini-3-pro")
+    assert "claude" not in menu and "gpt" not in menu
+    term.send("\x1b[B\r")  # the second: databricks-gemini-3-pro
     term.expect("PAT lifetime")
     term.expect("7 days")  # drawn once the selector reads keys
     term.send("\x1b[B\r")  # 3 days
