@@ -6147,32 +6147,86 @@ def doctor_agent(doc, record):
         doc.add("PASS", "agent", "%s %s at %s" % (agent.title, _version_text(version), tilde(path)), record=record)
 
 
-def claude_layers(record):
-    """Settings files that beat the install's for fmapi's keys: [(path, key, value)]."""
-    own = os.path.realpath(record.get("settings") or os.path.join(record["dir"], "settings.json"))
-    candidates = list(CLAUDE_MANAGED_SETTINGS)
-    directory = os.getcwd()
+def project_files(*relative):
+    """Each ``relative`` path in the current directory and its parents, up to the project's
+    root (the first folder holding .git) or /: where agents look for project settings."""
+    found, directory = [], os.getcwd()
     while True:
-        candidates += [os.path.join(directory, ".claude", name) for name in ("settings.local.json", "settings.json")]
+        found += [os.path.join(directory, *parts.split("/")) for parts in relative]
         parent = os.path.dirname(directory)
         if parent == directory or os.path.exists(os.path.join(directory, ".git")):
-            break
+            return found
         directory = parent
+
+
+def _json_layers(paths, own, read):
+    """[(path, key, value)] from ``read(settings dict)`` for each readable JSON file but ``own``."""
     found = []
-    for path in candidates:
+    for path in paths:
         if os.path.realpath(path) == own or not os.path.isfile(path):
             continue
         try:
             settings = load_json_object(path)
         except (UnparsableFile, OSError):
             continue
-        env = settings.get("env") if isinstance(settings.get("env"), dict) else {}
-        if "apiKeyHelper" in settings:
-            found.append((path, "apiKeyHelper", settings["apiKeyHelper"]))
-        for key in CLAUDE_OVERRIDE_KEYS:
-            if key in env:
-                found.append((path, "env." + key, env[key]))
+        found += [(path, key, value) for key, value in read(settings)]
     return found
+
+
+def settings_layers(record):
+    """Settings that beat the install's for fmapi's keys: [(path, key, value, hard)].
+
+    Claude Code: managed settings, then the project's .claude/settings(.local).json
+    (apiKeyHelper, ANTHROPIC_* in env). Gemini CLI: a project's .gemini/settings.json
+    (auth type, model) and .env files with a key or base URL that a bare `gemini` would
+    read first. Codex: a project's .codex/config.toml choosing another model or provider
+    (spec/agents.md). ``hard``: the agent will not use fmapi's credentials at all.
+    """
+    agent = record["agent"]
+    own = os.path.realpath(record.get("settings") or os.path.join(record["dir"], "settings.json"))
+    layers = []
+    if agent == "claude":
+        def claude(settings):
+            env = settings.get("env") if isinstance(settings.get("env"), dict) else {}
+            pairs = [("apiKeyHelper", settings["apiKeyHelper"])] if "apiKeyHelper" in settings else []
+            return pairs + [("env." + key, env[key]) for key in CLAUDE_OVERRIDE_KEYS if key in env]
+        paths = list(CLAUDE_MANAGED_SETTINGS) + project_files(".claude/settings.local.json", ".claude/settings.json")
+        for path, key, value in _json_layers(paths, own, claude):
+            layers.append((path, key, value, key in ("apiKeyHelper", "env.ANTHROPIC_BASE_URL") or key.endswith(("API_KEY", "AUTH_TOKEN"))))
+    elif agent == "gemini":
+        def gemini(settings):
+            pairs = []
+            for dotted in ("security.auth.selectedType", "model.name"):
+                present, value = _json_get(settings, dotted)
+                if present:
+                    pairs.append((dotted, value))
+            return pairs
+        for path, key, value in _json_layers(project_files(".gemini/settings.json"), own, gemini):
+            layers.append((path, key, value, key.startswith("security")))
+        own_env = os.path.realpath(os.path.join(record["dir"], ".env"))
+        for path in project_files(".gemini/.env", ".env"):  # Gemini CLI's own search order
+            if os.path.realpath(path) == own_env:
+                break  # fmapi's .env comes first from here on
+            if not os.path.isfile(path):
+                continue
+            text = (read_bytes(path) or b"").decode("utf-8", "replace")
+            for line in text.splitlines():
+                name = line.strip().split("=", 1)[0].replace("export ", "").strip()
+                if "=" in line and name in ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY"):
+                    layers.append((path, name, None, False))
+    elif agent == "codex":
+        for path in project_files(".codex/config.toml"):
+            if os.path.realpath(path) == os.path.realpath(os.path.join(record["dir"], "config.toml")) or not os.path.isfile(path):
+                continue
+            text = (read_bytes(path) or b"").decode("utf-8", "replace")
+            for key in ("model", "model_provider"):
+                try:
+                    found = toml_top_statement(text, key)
+                except TomlSyntaxError:
+                    found = None
+                if found:
+                    layers.append((path, key, toml_unquote(found["value"]), False))
+    return layers
 
 
 def doctor_config(doc, record):
@@ -6188,16 +6242,14 @@ def doctor_config(doc, record):
         doc.add("SKIP", "config", "fmapi does not check %s's files yet" % agent.title, record=record)
     elif not problems:
         doc.add("PASS", "config", "%s parses and carries fmapi's keys" % tilde(record.get("settings") or record["dir"]), record=record)
-    if agent.name == "claude":
-        layers = claude_layers(record)
-        for path, key, value in layers:
-            secret = key.endswith(("API_KEY", "AUTH_TOKEN"))
-            doc.add("FAIL" if key in ("apiKeyHelper", "env.ANTHROPIC_BASE_URL") or secret else "WARN", "layers",
-                    "%s sets %s%s, which beats fmapi's %s." % (tilde(path), key, "" if secret else " = " + json.dumps(value),
-                                                               tilde(record.get("settings") or record["dir"])),
-                    "remove %s from %s (or ask whoever manages it)" % (key, tilde(path)), record)
-        if not layers:
-            doc.add("PASS", "layers", "no project or managed settings override fmapi's keys", record=record)
+    layers = settings_layers(record)
+    for path, key, value, hard in layers:
+        shown = "" if value is None or key.endswith(("API_KEY", "AUTH_TOKEN")) else " = " + json.dumps(value)
+        doc.add("FAIL" if hard else "WARN", "layers",
+                "%s sets %s%s, which beats fmapi's %s." % (tilde(path), key, shown, tilde(record.get("settings") or record["dir"])),
+                "remove %s from %s (or ask whoever manages it)" % (key, tilde(path)), record)
+    if not layers:
+        doc.add("PASS", "layers", "no project or managed settings override fmapi's keys", record=record)
 
 
 def doctor_files(doc, record):

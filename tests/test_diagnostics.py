@@ -531,8 +531,8 @@ def test_managed_settings_beat_the_install(home, tmp_path, monkeypatch):
     managed.write_text(json.dumps({"apiKeyHelper": "/opt/corp/key.sh", "env": {"ANTHROPIC_MODEL": "corp-model"}}))
     monkeypatch.setattr(fmapi, "CLAUDE_MANAGED_SETTINGS", (str(managed),))
     record = {"agent": "claude", "dir": str(home / ".claude"), "settings": str(home / ".claude" / "settings.json")}
-    assert fmapi.claude_layers(record) == [(str(managed), "apiKeyHelper", "/opt/corp/key.sh"),
-                                           (str(managed), "env.ANTHROPIC_MODEL", "corp-model")]
+    assert fmapi.settings_layers(record) == [(str(managed), "apiKeyHelper", "/opt/corp/key.sh", True),
+                                             (str(managed), "env.ANTHROPIC_MODEL", "corp-model", False)]
     doc = fmapi.Doctor(quiet=True)
     monkeypatch.setattr(fmapi.AGENTS["claude"], "verify", lambda record: [])
     fmapi.doctor_config(doc, record)
@@ -568,3 +568,25 @@ def test_the_probe_names_dns_failures_and_timeouts(monkeypatch):
     finally:
         listener.close()
     assert stage == "tls" and "TLS handshake with 127.0.0.1 timed out after 0.3 s" in words
+
+
+def test_gemini_and_codex_project_layers(home, tmp_path, monkeypatch):
+    project = tmp_path / "repo"
+    (project / ".git").mkdir(parents=True)
+    (project / ".gemini").mkdir()
+    (project / ".codex").mkdir()
+    (project / ".gemini" / "settings.json").write_text(json.dumps({"security": {"auth": {"selectedType": "oauth-personal"}}}))
+    (project / ".env").write_text("export GEMINI_API_KEY=AIza-secret\n")
+    (project / ".codex" / "config.toml").write_text('model = "gpt-5.5"\n')
+    monkeypatch.chdir(project)
+    gemini = {"agent": "gemini", "dir": str(home / ".gemini"), "settings": str(home / ".gemini" / "settings.json")}
+    codex = {"agent": "codex", "dir": str(home / ".codex")}
+    layers = fmapi.settings_layers(gemini)
+    assert (str(project / ".gemini" / "settings.json"), "security.auth.selectedType", "oauth-personal", True) in layers
+    assert (str(project / ".env"), "GEMINI_API_KEY", None, False) in layers
+    assert fmapi.settings_layers(codex) == [(str(project / ".codex" / "config.toml"), "model", "gpt-5.5", False)]
+    doc = fmapi.Doctor(quiet=True)
+    monkeypatch.setattr(fmapi.AGENTS["gemini"], "verify", lambda record: [])
+    fmapi.doctor_config(doc, gemini)
+    assert "AIza-secret" not in json.dumps(doc.checks)
+    assert [c["status"] for c in doc.checks if c["check"] == "layers"] == ["FAIL", "WARN"]
