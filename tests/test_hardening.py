@@ -90,8 +90,10 @@ def test_nearly_full_disk_fails_setup_naming_the_file_and_free_space(home, works
         pytest.skip("no `unshare -rm` with tmpfs mounts here")
     data = data_home(home)
     data.mkdir(parents=True)
-    script = ('mount -t tmpfs -o size=256k,mode=0700 tmpfs "$1" && shift && "$@"; rc=$?; '
-              'echo "rc=$rc"; ls -R "$0" >&2; exit 0')
+    # room for the runtime source and a little more, never for its compiled copy as well
+    size_k = (FMAPI.stat().st_size + 32 * 1024) // 4096 * 4
+    script = ('mount -t tmpfs -o size=%dk,mode=0700 tmpfs "$1" && shift && "$@"; rc=$?; '
+              'echo "rc=$rc"; ls -R "$0" >&2; exit 0') % size_k
     proc = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script, str(data), str(data), sys.executable, str(FMAPI),
          "setup", "--yes", "--host", workspace.url, "--profile", logged_in],
