@@ -324,8 +324,8 @@ def test_claude_rerun_keeps_the_model_the_user_set_since(home, setup):
     path.write_text(json.dumps(settings, indent=2))
     setup()  # the README's fix for a revoked PAT
     assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-sonnet-4-6"
-    setup("--model", "databricks-claude-opus-4-5")  # --model still wins
-    assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-opus-4-5"
+    setup("--model", "databricks-claude-sonnet-4-5")  # --model still wins
+    assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-sonnet-4-5"
     assert run_fmapi("uninstall", "--yes").returncode == 0 and not path.exists()
 
 
