@@ -16,6 +16,7 @@ How this file reads, top to bottom:
    5. The token cache and the helper's hot path
    6. Databricks: 6a profiles, 6b the CLI, 6c REST, 6d credentials (PAT or OAuth)
    7. The install registry and the runtime copy used by helpers
+  7b. The relay: a loopback forwarder for agents that read their key once
    8. Agents: what every agent section provides
    9. Claude Code
   10. OpenAI Codex
@@ -2761,6 +2762,455 @@ def spec_from_helper(path):
         return TokenSpec(**data)
     except (ValueError, TypeError, IndexError):
         return None
+
+
+# --------------------------------------------------------------------------------------
+# 7b. The relay: a loopback forwarder for agents that read their key once
+#
+# An agent that reads its key once, at start (Gemini CLI), cannot outlive a 1-hour OAuth
+# access token. A launcher starts such an agent behind a Relay instead: the relay listens
+# on 127.0.0.1 only (an ephemeral port), answers only requests that carry the random key
+# of this launch, and forwards each one to the workspace with a bearer its token source
+# gives it afresh for that request. Responses, streamed ones (SSE) included, pass through
+# as they arrive. It knows nothing about any agent beyond the upstream base URL it is
+# given. It never prints (the agent owns the terminal) and never puts a token in an
+# answer; a loopback upstream is never reached through a proxy.
+# --------------------------------------------------------------------------------------
+
+# RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
+RELAY_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                              "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"))
+RELAY_KEY_HEADERS = ("authorization", "x-goog-api-key", "x-api-key")  # where agents put their key; never forwarded
+RELAY_CONNECT_TIMEOUT = 30  # seconds to reach the workspace
+RELAY_READ_TIMEOUT = 900  # seconds the workspace (or an idle agent connection) may stay silent
+RELAY_POOL = 4  # idle connections to the workspace kept for reuse (each saves a TLS handshake)
+
+
+class Relay:
+    """A loopback HTTP forwarder that puts a fresh bearer on every request it passes on.
+
+    ``upstream``: the base URL requests go to, e.g. ``https://host/serving-endpoints/gemini``;
+    a request for ``/v1beta/models/m:streamGenerateContent?alt=sse`` is forwarded to
+    upstream + that path and query. ``token_source``: a callable () -> str, called once for
+    each forwarded request, returning the bearer (a SessionExpired it raises answers the
+    agent 401, another FmapiError 502, with fmapi's message). ``headers``: (name, value)
+    pairs set on every forwarded request, replacing the agent's own of those names.
+
+    ``start()`` binds 127.0.0.1 on an ephemeral port; then ``url`` (``http://127.0.0.1:PORT``)
+    and ``key`` (random, per relay) are what the agent is started with. The agent may send
+    the key as ``Authorization: Bearer KEY``, ``x-goog-api-key: KEY`` or ``x-api-key: KEY``;
+    a request without it gets 401 and reaches nothing. The workspace's answers, errors
+    included, come back unchanged; when it cannot be reached the agent gets 502 with a
+    short JSON body ``{"error_code": "TEMPORARILY_UNAVAILABLE", "message": ...}``.
+    ``stop()`` (or leaving a ``with`` block) closes it. Raises ValueError for an upstream
+    that is not an http(s) URL.
+    """
+
+    def __init__(self, upstream, token_source, headers=()):
+        import secrets
+        import threading
+        import urllib.parse
+
+        split = urllib.parse.urlsplit(upstream)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise ValueError("the relay's upstream must be an http(s) URL, not %r" % upstream)
+        self.upstream = upstream.rstrip("/")
+        self.token_source = token_source
+        self.headers = [(str(name), str(value)) for name, value in headers]
+        self.key = secrets.token_urlsafe(32)
+        self._https = split.scheme == "https"
+        self._host = split.hostname
+        self._port = split.port or (443 if self._https else 80)
+        self._base_path = split.path.rstrip("/")
+        self._origin = "%s://%s" % (split.scheme, split.netloc)
+        self._proxy = self._find_proxy()
+        self._tls = None
+        self._pool = []
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread = None
+        self._listening = None
+
+    # ---- lifecycle
+    def start(self):
+        """Listen on 127.0.0.1 (an ephemeral port) and serve in background threads; returns self."""
+        import threading
+
+        server_class, handler_class = _relay_classes()
+        self._server = server_class(("127.0.0.1", 0), handler_class)
+        self._server.relay = self
+        self._listening = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="fmapi-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop listening and close idle connections; requests still streaming end with the process."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
+            conn.close()
+
+    def __enter__(self):
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def port(self):
+        """The port it listens on (kept after stop(), when that port refuses connections)."""
+        return self._listening
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    # ---- the way to the workspace
+    def _find_proxy(self):
+        """(host, port, Proxy-Authorization or None) when the environment says to use a proxy, else None."""
+        import urllib.parse
+        import urllib.request
+
+        if _is_loopback(self._host):
+            return None  # loopback traffic never goes through a proxy
+        proxy = urllib.request.getproxies().get("https" if self._https else "http")
+        if not proxy or urllib.request.proxy_bypass(self._host):
+            return None
+        split = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        if not split.hostname:
+            return None
+        auth = None
+        if split.username is not None:
+            import base64
+
+            pair = "%s:%s" % (urllib.parse.unquote(split.username), urllib.parse.unquote(split.password or ""))
+            auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        return split.hostname, split.port or 80, auth
+
+    def _connect(self):
+        import http.client
+
+        host, port = (self._proxy[0], self._proxy[1]) if self._proxy else (self._host, self._port)
+        if self._https:
+            if self._tls is None:
+                import ssl
+
+                self._tls = ssl.create_default_context()  # honours SSL_CERT_FILE, like urllib
+            conn = http.client.HTTPSConnection(host, port, timeout=RELAY_CONNECT_TIMEOUT, context=self._tls)
+            if self._proxy:
+                conn.set_tunnel(self._host, self._port,
+                                headers={"Proxy-Authorization": self._proxy[2]} if self._proxy[2] else None)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=RELAY_CONNECT_TIMEOUT)
+        conn.connect()
+        conn.sock.settimeout(RELAY_READ_TIMEOUT)
+        return conn
+
+    def _take_connection(self):
+        """(connection, reused): an idle one from the pool, else a new one (OSError when unreachable)."""
+        with self._lock:
+            if self._pool:
+                return self._pool.pop(), True
+        return self._connect(), False
+
+    def _give_back(self, conn):
+        with self._lock:
+            if self._server is not None and len(self._pool) < RELAY_POOL:
+                self._pool.append(conn)
+                return
+        conn.close()
+
+    # ---- one request
+    def _admits(self, headers):
+        """True when the request carries this relay's key in one of RELAY_KEY_HEADERS."""
+        import hmac
+
+        wanted = self.key.encode("ascii")
+        for name in RELAY_KEY_HEADERS:
+            for value in headers.get_all(name) or []:
+                value = value.strip()
+                if name == "authorization":
+                    scheme, _, value = value.partition(" ")
+                    if scheme.lower() != "bearer":
+                        continue
+                    value = value.strip()
+                if hmac.compare_digest(value.encode("utf-8", "surrogateescape"), wanted):
+                    return True
+        return False
+
+    def _upstream_headers(self, incoming, bearer, length):
+        """The agent's headers minus hop-by-hop ones and its key, plus the bearer and ours."""
+        listed = {token.strip().lower() for value in incoming.get_all("connection") or [] for token in value.split(",")}
+        ours = {name.lower() for name, _ in self.headers}
+        drop = RELAY_HOP_BY_HOP | listed | ours | set(RELAY_KEY_HEADERS) | {"host", "content-length"}
+        headers = [(name, value) for name, value in incoming.items() if name.lower() not in drop]
+        headers += self.headers
+        headers.append(("Authorization", "Bearer " + bearer))
+        if length is not None:
+            headers.append(("Content-Length", str(length)))
+        if self._proxy and not self._https and self._proxy[2]:
+            headers.append(("Proxy-Authorization", self._proxy[2]))
+        return headers
+
+    def serve(self, handler):
+        """Answer one request of ``handler`` (an http.server request handler)."""
+        import http.client
+
+        if not handler.path.startswith("/"):
+            return _relay_answer(handler, 400, "BAD_REQUEST", "fmapi relay: not a proxy; send requests to its own URL.")
+        host = (handler.headers.get("Host") or "127.0.0.1").strip()
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+        if not _is_loopback(name):  # a web page that renamed itself to 127.0.0.1 (DNS rebinding)
+            return _relay_answer(handler, 403, "PERMISSION_DENIED", "fmapi relay: requests must be addressed to 127.0.0.1.")
+        if not self._admits(handler.headers):
+            return _relay_answer(handler, 401, "UNAUTHENTICATED",
+                                 "fmapi relay: this request does not carry the key of this launch.")
+        try:
+            body = _relay_read_body(handler)
+        except ValueError as exc:
+            return _relay_answer(handler, 400, "BAD_REQUEST", "fmapi relay: %s." % exc)
+        try:
+            bearer = self.token_source()
+        except SessionExpired as exc:
+            return _relay_answer(handler, 401, "UNAUTHENTICATED", exc.render(), close=False)
+        except FmapiError as exc:
+            return _relay_answer(handler, 502, "TEMPORARILY_UNAVAILABLE", exc.render(), close=False)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the agent gets an answer
+            return _relay_answer(handler, 502, "TEMPORARILY_UNAVAILABLE",
+                                 "fmapi: could not get a Databricks token (%s)." % type(exc).__name__, close=False)
+        headers = self._upstream_headers(handler.headers, bearer, None if body is None else len(body))
+        target = self._base_path + handler.path
+        if self._proxy and not self._https:
+            target = self._origin + target  # a plain-http proxy gets the absolute URL
+        for attempt in (1, 2):
+            conn = reused = None
+            try:
+                conn, reused = self._take_connection()
+                conn.putrequest(handler.command, target, skip_accept_encoding=True)
+                for name, value in headers:
+                    conn.putheader(name, value)
+                conn.endheaders(body)
+                response = conn.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                if conn is not None:
+                    conn.close()
+                if attempt == 1 and reused and isinstance(exc, (ConnectionError, http.client.BadStatusLine)):
+                    continue  # the workspace had closed that idle connection: once more on a new one
+                reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+                return _relay_answer(handler, 502, "TEMPORARILY_UNAVAILABLE",
+                                     "fmapi relay: cannot reach %s (%s)." % (self._origin, reason), close=False)
+        self._pass_back(handler, conn, response)
+
+    def _pass_back(self, handler, conn, response):
+        """Send the workspace's answer to the agent as it arrives: status, headers, then each piece of the body."""
+        import http.client
+
+        listed = {token.strip().lower() for value in response.msg.get_all("connection") or [] for token in value.split(",")}
+        bodiless = handler.command == "HEAD" or response.status in (204, 304) or response.status < 200
+        drop = RELAY_HOP_BY_HOP | listed | ({"content-length"} if response.chunked else set())
+        chunked = not bodiless and (response.chunked or response.getheader("Content-Length") is None)
+        complete = False
+        try:
+            handler.send_response_only(response.status, response.reason)
+            for name, value in response.getheaders():
+                if name.lower() not in drop:
+                    handler.send_header(name, value)
+            if chunked and handler.request_version != "HTTP/1.1":
+                chunked = False
+                handler.close_connection = True  # an HTTP/1.0 agent: the body ends when the connection does
+                handler.send_header("Connection", "close")
+            elif chunked:
+                handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            while not bodiless:
+                data = response.read1(65536)  # what has arrived, without waiting for more
+                if not data:
+                    break
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            if chunked:
+                handler.wfile.write(b"0\r\n\r\n")
+            complete = True
+        except (OSError, http.client.HTTPException):
+            handler.close_connection = True  # the agent left, or the workspace broke off: end both
+        finally:
+            response.close()
+            if complete and not response.will_close:
+                self._give_back(conn)
+            else:
+                conn.close()
+
+
+def _relay_classes():
+    """The relay's server and request-handler classes (http.server is imported only when a relay starts)."""
+    import http.server
+    import socketserver
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def server_bind(self):
+            socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup of 127.0.0.1
+            self.server_name, self.server_port = self.server_address[:2]
+
+        def verify_request(self, request, client_address):
+            return _is_loopback(str(client_address[0]))  # never a connection from another address
+
+        def handle_error(self, request, client_address):
+            pass  # never print: the agent owns the terminal
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "fmapi-relay"
+        sys_version = ""
+        timeout = RELAY_READ_TIMEOUT  # an idle keep-alive connection from the agent
+
+        def log_message(self, format, *args):  # noqa: A002 - never print, never log a header
+            pass
+
+        def forward(self):
+            self.server.relay.serve(self)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = forward
+
+    return Server, Handler
+
+
+def _relay_answer(handler, status, code, message, close=True):
+    """The relay's own answer: a short JSON body in the workspace's error shape."""
+    body = json.dumps({"error_code": code, "message": message}).encode("utf-8")
+    try:
+        handler.send_response_only(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        if close:  # the request body was not read: this connection cannot carry another request
+            handler.close_connection = True
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+    except OSError:
+        handler.close_connection = True
+
+
+def _relay_read_body(handler):
+    """The request body as bytes (a chunked one decoded), or None when the request has none."""
+    encoding = (handler.headers.get("Transfer-Encoding") or "").strip().lower()
+    if encoding:
+        if encoding != "chunked":
+            raise ValueError("unsupported Transfer-Encoding %r" % encoding)
+        parts = []
+        while True:
+            line = handler.rfile.readline(65537)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ValueError("malformed chunked body") from None
+            if size == 0:
+                while handler.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields: dropped
+                return b"".join(parts)
+            data = handler.rfile.read(size)
+            if len(data) < size:
+                raise ValueError("the request body ended early")
+            parts.append(data)
+            handler.rfile.readline(65537)
+    length = handler.headers.get("Content-Length")
+    if length is None:
+        return None
+    try:
+        size = int(length)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ValueError("bad Content-Length %r" % length)
+    data = handler.rfile.read(size)
+    if len(data) < size:
+        raise ValueError("the request body ended early")
+    return data
+
+
+def _terminal_sends_signals_to_us():
+    """True when fmapi's process group is the foreground of its terminal: then Ctrl-C reaches the agent directly."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def run_behind_relay(path, argv, env, relay):
+    """Run the agent ``path`` (``argv[0]`` is the name it sees) with ``env`` while ``relay`` serves it.
+
+    The agent shares fmapi's terminal and process group, so Ctrl-C, Ctrl-\\, Ctrl-Z and
+    window resizes reach it straight from the terminal; fmapi ignores those meanwhile and
+    passes on what only it receives: SIGTERM, SIGHUP, and SIGINT/SIGQUIT sent to fmapi
+    alone (no terminal). When the agent ends, the relay stops. Returns the agent's exit
+    status; an agent killed by a signal makes fmapi end by the same signal, so a shell
+    sees what it would have seen without fmapi. Raises FmapiError when it cannot start.
+    """
+    import signal
+    import subprocess
+
+    state = {"child": None, "pending": []}
+
+    def pass_on(signum, frame):
+        child = state["child"]
+        if child is None:
+            state["pending"].append(signum)
+        else:
+            try:
+                child.send_signal(signum)
+            except OSError:
+                pass
+
+    def from_terminal(signum, frame):
+        pass  # the terminal sent it to the agent too
+
+    terminal = _terminal_sends_signals_to_us()
+    handlers = {"SIGTERM": pass_on, "SIGHUP": pass_on,
+                "SIGINT": from_terminal if terminal else pass_on, "SIGQUIT": from_terminal if terminal else pass_on}
+    saved = {}
+    for name, handler in handlers.items():
+        if hasattr(signal, name):
+            number = getattr(signal, name)
+            saved[number] = signal.signal(number, handler)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        try:
+            child = subprocess.Popen(list(argv), executable=path, env=env,
+                                     umask=-1 if INHERITED_UMASK is None else INHERITED_UMASK)
+        except OSError as exc:
+            raise FmapiError("could not start %s: %s." % (path, exc.strerror or exc),
+                             fix="Reinstall it, then retry.") from None
+        state["child"] = child
+        for signum in state["pending"]:
+            child.send_signal(signum)
+        status = child.wait()
+    finally:
+        relay.stop()
+        for number, previous in saved.items():
+            signal.signal(number, previous)
+    if status < 0:  # killed by a signal: end the same way
+        try:
+            signal.signal(-status, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL and SIGSTOP have no handler to reset
+        os.kill(os.getpid(), -status)
+        return 128 - status
+    return status
 
 
 # --------------------------------------------------------------------------------------

@@ -178,6 +178,7 @@ class _Response:
         self.body = body
         self.content_type = content_type
         self.headers = dict(headers or {})
+        self.frames = None  # an SSE answer's frames (text), for sending them one at a time
 
 
 def _json(status, obj, headers=None):
@@ -190,13 +191,11 @@ def _error(status, code, message):
 
 def _sse(frames):
     """frames: list of (event_name_or_None, obj)."""
-    out = []
-    for name, obj in frames:
-        if name:
-            out.append("event: %s\n" % name)
-        out.append("data: %s\n\n" % json.dumps(obj, separators=(",", ":")))
-    return _Response(200, "".join(out), "text/event-stream",
-                     {"Cache-Control": "no-cache"})
+    text = [("event: %s\n" % name if name else "") + "data: %s\n\n" % json.dumps(obj, separators=(",", ":"))
+            for name, obj in frames]
+    resp = _Response(200, "".join(text), "text/event-stream", {"Cache-Control": "no-cache"})
+    resp.frames = text
+    return resp
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -272,6 +271,10 @@ class _Handler(BaseHTTPRequestHandler):
         return body, too_large
 
     def send(self, resp):
+        ws = self.server.workspace
+        if resp.frames and (ws.stream_chunked or ws.stream_gate is not None) \
+                and self.request_version == "HTTP/1.1" and self.command != "HEAD":
+            return self.send_streamed(resp, ws.stream_gate)
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.body)))
@@ -280,6 +283,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and resp.body:
             self.wfile.write(resp.body)
+        self.wfile.flush()
+
+    def send_streamed(self, resp, gate):
+        """An SSE answer as a streaming server sends it: chunked, one chunk per frame as it is
+        ready. With a gate (threading.Event), the first frame goes out, then the rest waits
+        (at most 30 s) until the test sets the gate."""
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        for n, frame in enumerate(resp.frames):
+            if n == 1 and gate is not None:
+                gate.wait(30)
+            data = frame.encode("utf-8")
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        with self.server.workspace.lock:
+            self.server.workspace.streams_finished += 1  # counted before the last chunk ends the stream
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
 
@@ -321,6 +345,19 @@ class FakeWorkspace:
         self.tokens_enabled = True           # False: an admin turned PATs off (enableTokensConfig "false")
         self.workspace_conf_readable = True  # False: workspace-conf -> 403 (non-admins may not read it)
         self.check_models = True             # model traffic must name a READY endpoint
+        # Streaming as the real service does it: SSE answers chunked, one chunk per frame (a
+        # streamed Gemini answer then comes in one frame per piece of text, the last one with
+        # finishReason and usageMetadata, as the Gemini API sends them). Off: one body with a
+        # Content-Length. A threading.Event in stream_gate holds every streamed answer after its
+        # first frame until the test sets it; streams_finished counts streamed answers sent whole.
+        self.stream_chunked = False
+        self.stream_gate = None
+        self.streams_finished = 0
+        # Scripted Gemini answers: each model call takes the next item, {"parts": [...]} (e.g.
+        # [{"functionCall": {"name": "list_directory", "args": {"dir_path": "."}}}], the Gemini
+        # API's shape for a tool call) and an optional "delay" in seconds before answering.
+        # Empty: the answer is reply_text.
+        self.gemini_replies = []
         self.user_name = "fake.user@example.com"
         self._failures = []
         self._stopping = threading.Event()  # set by stop(): hung requests give up
@@ -985,16 +1022,28 @@ class FakeWorkspace:
             return _json(200, {"totalTokens": inp})
         if not isinstance(obj.get("contents"), list):
             return _error(400, "BAD_REQUEST", "Request must include 'contents'.")
-        result = {
-            "candidates": [{"content": {"role": "model", "parts": [{"text": self.reply_text}]},
-                            "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": inp, "candidatesTokenCount": out,
-                              "totalTokenCount": inp + out},
-            "modelVersion": model,
-        }
+        with self.lock:
+            scripted = self.gemini_replies.pop(0) if self.gemini_replies else None
+        if scripted and scripted.get("delay"):
+            time.sleep(scripted["delay"])
+        parts = scripted["parts"] if scripted else [{"text": self.reply_text}]
+        usage = {"promptTokenCount": inp, "candidatesTokenCount": out, "totalTokenCount": inp + out}
+
+        def answer(parts, finish=True):
+            candidate = {"content": {"role": "model", "parts": parts}, "index": 0}
+            frame = {"candidates": [candidate], "modelVersion": model}
+            if finish:
+                candidate["finishReason"] = "STOP"
+                frame["usageMetadata"] = usage
+            return frame
+
         if action == "generateContent":
-            return _json(200, result)
-        return _sse([(None, result)])
+            return _json(200, answer(parts))
+        if self.stream_chunked and not scripted:
+            pieces = self._chunks()
+            return _sse([(None, answer([{"text": p}], finish=n == len(pieces) - 1))
+                         for n, p in enumerate(pieces)])
+        return _sse([(None, answer(parts))])
 
     def _chat(self, req, endpoint):
         """OpenAI chat completions (``/serving-endpoints/{name}/invocations`` or
@@ -1027,4 +1076,5 @@ class FakeWorkspace:
                                                            "finish_reason": "stop"}]}))
         resp = _sse(frames)
         resp.body += b"data: [DONE]\n\n"
+        resp.frames.append("data: [DONE]\n\n")
         return resp

@@ -388,3 +388,43 @@ def test_make_stub(home_bin, home):
 
     r = subprocess.run(["claude"], capture_output=True, text=True, env=dict(os.environ))
     assert r.stdout == "claude 9.9.9\n"
+
+
+def test_streaming_like_the_real_service(workspace, oauth):
+    """stream_chunked: SSE goes out chunked, a Gemini stream in one frame per piece of text."""
+    import threading
+
+    req = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    workspace.stream_chunked = True
+    st, hdrs, body = call(workspace, "POST", "/serving-endpoints/gemini/v1beta/models/"
+                          "databricks-gemini-3-pro:streamGenerateContent?alt=sse", req, token=oauth)
+    assert st == 200 and hdrs["transfer-encoding"] == "chunked" and "content-length" not in hdrs
+    frames = [data for _, data in parse_sse(body)]
+    assert len(frames) == 2 and workspace.streams_finished == 1
+    assert "".join(f["candidates"][0]["content"]["parts"][0]["text"] for f in frames) == workspace.reply_text
+    assert "finishReason" not in frames[0]["candidates"][0] and frames[1]["candidates"][0]["finishReason"] == "STOP"
+    # the gate holds a stream after its first frame
+    workspace.stream_gate = gate = threading.Event()
+    u = urllib.parse.urlsplit(workspace.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+    conn.request("POST", "/serving-endpoints/anthropic/v1/messages", body=json.dumps(
+        {"model": "databricks-claude-sonnet-4-6", "stream": True, "messages": [{"role": "user", "content": "hi"}]}),
+        headers={"Authorization": "Bearer " + oauth, "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    first = resp.read1(65536)
+    assert first.startswith(b"event: message_start\n") and workspace.streams_finished == 1
+    gate.set()
+    assert parse_sse(first + resp.read())[-1][0] == "message_stop" and workspace.streams_finished == 2
+
+
+def test_scripted_gemini_answers(workspace, oauth):
+    call_ = {"functionCall": {"name": "list_directory", "args": {"dir_path": "."}}}
+    workspace.gemini_replies = [{"parts": [call_], "delay": 0.2}]
+    req = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    path = "/serving-endpoints/gemini/v1beta/models/databricks-gemini-3-pro:generateContent"
+    started = time.time()
+    st, _, body = call(workspace, "POST", path, req, token=oauth)
+    assert st == 200 and time.time() - started >= 0.2
+    assert body["candidates"][0]["content"]["parts"] == [call_]
+    st, _, body = call(workspace, "POST", path, req, token=oauth)
+    assert body["candidates"][0]["content"]["parts"] == [{"text": workspace.reply_text}]

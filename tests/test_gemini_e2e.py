@@ -97,3 +97,47 @@ def test_real_bare_gemini_works_with_write_env(workspace, logged_in, home_bin, p
     assert calls
     assert all(r["headers"].get("authorization") == "Bearer " + token for r in calls)
     assert all(r["headers"].get("x-databricks-use-coding-agent-mode") == "true" for r in calls)
+
+
+def test_real_gemini_through_the_relay_outlives_its_token(workspace, prepared, tmp_path):
+    """The relay alone, in front of the real gemini: a session whose first token expires mid-session
+    goes on, because each request gets the token current at that moment (OAuth mode's 1-hour tokens,
+    shortened to 1 s here)."""
+    import threading
+
+    import fmapi
+
+    env, gdir = prepared
+    (gdir / "settings.json").write_text(json.dumps({
+        "privacy": {"usageStatisticsEnabled": False}, "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "model": {"name": "databricks-gemini-2-5-pro"}}))
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("x")
+    # one tool call, answered slowly (the first token expires meanwhile), then the reply
+    workspace.gemini_replies = [{"parts": [{"functionCall": {"name": "list_directory", "args": {"dir_path": "."}}}],
+                                 "delay": 1.5}]
+    workspace.stream_chunked = True
+    given, lock = [], threading.Lock()
+
+    def token_source():  # the first token lives 1 s from the first request on, the next ones an hour
+        with lock:
+            given.append(workspace.issue_oauth(lifetime=1 if not given else 3600)[0])
+            return given[-1]
+
+    with fmapi.Relay(workspace.url + "/serving-endpoints/gemini", token_source,
+                     headers=[fmapi.CODING_AGENT_HEADER]) as relay:
+        env.update(GOOGLE_GEMINI_BASE_URL=relay.url, GEMINI_API_KEY=relay.key, GEMINI_API_KEY_AUTH_MECHANISM="bearer",
+                   GEMINI_MODEL="databricks-gemini-2-5-pro")
+        proc = subprocess.run([str(agent_binary("gemini")), "-p", "List the files here, then say hello."],
+                              stdin=subprocess.DEVNULL, env=env, cwd=str(tmp_path / "project"),
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, "stdout:\n%s\nstderr:\n%s" % (proc.stdout, proc.stderr)
+    assert REPLY in proc.stdout
+    calls = workspace.requests_to("/serving-endpoints/gemini/v1beta/models/databricks-gemini-2-5-pro:", "POST")
+    assert len(calls) == 2, [r["path"] for r in calls]
+    assert [r["headers"]["authorization"] for r in calls] == ["Bearer " + t for t in given]
+    assert workspace.credential_kind(given[0]) is None  # the token the session started with had expired ...
+    assert calls[1]["time"] > calls[0]["time"] + 1.5  # ... before its second request
+    assert any("functionResponse" in part for part in calls[1]["json"]["contents"][-1]["parts"])
+    assert all(r["headers"]["x-databricks-use-coding-agent-mode"] == "true" for r in calls)
+    assert relay.key not in proc.stdout + proc.stderr
