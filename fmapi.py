@@ -2784,6 +2784,7 @@ RELAY_KEY_HEADERS = ("authorization", "x-goog-api-key", "x-api-key")  # where ag
 RELAY_CONNECT_TIMEOUT = 30  # seconds to reach the workspace
 RELAY_READ_TIMEOUT = 900  # seconds the workspace (or an idle agent connection) may stay silent
 RELAY_POOL = 4  # idle connections to the workspace kept for reuse (each saves a TLS handshake)
+RELAY_STALE_MIN = 60  # seconds: when renewing fails, a cached token with this much left still serves
 
 
 class Relay:
@@ -3136,6 +3137,28 @@ def _relay_read_body(handler):
     return data
 
 
+def relay_token_source(spec):
+    """A Relay's token source for an install: () -> its token, asked afresh for each request.
+
+    The install's cache answers while its token has ``spec.min_left`` seconds left; then it
+    is renewed under the install's lock (OAuth mode: one `databricks auth token
+    --force-refresh` for all concurrent requests). When renewing fails, a cached token
+    with RELAY_STALE_MIN seconds left still serves, so the agent works on while the user
+    signs in again; otherwise the FmapiError (SessionExpired, ...) goes to the relay,
+    which answers the agent with fmapi's message.
+    """
+    def token():
+        try:
+            return obtain_token(spec)[0]
+        except FmapiError:
+            stale = usable_token(read_cache(spec.cache_path), spec.host, RELAY_STALE_MIN)
+            if stale:
+                return stale
+            raise
+
+    return token
+
+
 def _terminal_sends_signals_to_us():
     """True when fmapi's process group is the foreground of its terminal: then Ctrl-C reaches the agent directly."""
     try:
@@ -3158,10 +3181,17 @@ def run_behind_relay(path, argv, env, relay):
     passes on what only it receives: SIGTERM, SIGHUP, and SIGINT/SIGQUIT sent to fmapi
     alone (no terminal). When the agent ends, the relay stops. Returns the agent's exit
     status; an agent killed by a signal makes fmapi end by the same signal, so a shell
-    sees what it would have seen without fmapi. Raises FmapiError when it cannot start.
+    sees what it would have seen without fmapi. ``env`` gets 127.0.0.1 added to NO_PROXY,
+    so that an agent told to use a proxy still reaches the relay directly. Raises
+    FmapiError when the agent cannot start.
     """
     import signal
     import subprocess
+
+    env = dict(os.environ if env is None else env)
+    for name in ("NO_PROXY", "no_proxy"):
+        listed = [item.strip() for item in (env.get(name) or "").split(",") if item.strip()]
+        env[name] = ",".join(listed + [h for h in ("127.0.0.1",) if h not in listed])
 
     state = {"child": None, "pending": []}
 
@@ -3402,8 +3432,11 @@ def launch_path(agent):
     return path
 
 
-def launch_token(agent, spec):
+def launch_token(agent, spec, announce=True):
     """A token with ``spec.min_left`` seconds of life for a launch, renewed when needed.
+
+    ``announce``: say on stderr when a new token was obtained and until when it is valid
+    (not for an agent behind the relay, whose requests each get the token current then).
 
     On a terminal a dead Databricks session is signed in again first. When renewing fails
     but the cached token still has minutes left, that one is returned with a warning that
@@ -3429,7 +3462,7 @@ def launch_token(agent, spec):
         warn("could not renew the %s token, so this session stops working at %s: %s%s"
              % (agent.title, time.strftime("%H:%M", time.localtime(cache["expiry"])), exc.message,
                 "\n  " + exc.fix if exc.fix else ""))
-    if token != before:
+    if announce and token != before:
         expiry = (read_cache(spec.cache_path) or {}).get("expiry", 0)
         print("fmapi: new %s token, valid until %s." % (agent.title, time.strftime("%Y-%m-%d %H:%M", time.localtime(expiry))),
               file=sys.stderr, flush=True)
@@ -4716,11 +4749,13 @@ register(Codex())
 # --------------------------------------------------------------------------------------
 
 # Gemini CLI reads its key once, at start, and has no helper hook. So `fmapi gemini`
-# is the launcher: it makes sure the install's PAT outlives a working session, then
-# replaces itself with `gemini` and the environment below. settings.json gets the two
-# keys Gemini CLI needs besides that environment; `setup --write-env` also keeps the
-# environment in ~/.gemini/.env, which every `fmapi gemini` refreshes, so that a bare
-# `gemini` works until that token expires.
+# is the launcher. PAT mode: it makes sure the install's PAT outlives a working session,
+# then replaces itself with `gemini` and the environment below. OAuth mode (1-hour
+# tokens): gemini runs behind the relay (section 7b), with the relay's URL as its base
+# URL and the relay's per-launch key as its key, and every request gets the OAuth token
+# current at that moment. settings.json gets the two keys Gemini CLI needs besides that
+# environment; `setup --write-env` also keeps the environment in ~/.gemini/.env, which
+# every `fmapi gemini` refreshes, so that a bare `gemini` works until that token expires.
 #
 # GEMINI_CLI_HOME replaces the home directory, as in gemini-cli's paths.ts:
 #   homedir() { const envHome = process.env["GEMINI_CLI_HOME"]; if (envHome) return envHome; ... }
@@ -4737,10 +4772,14 @@ GEMINI_ENV_BEGIN = "# >>> fmapi: Gemini CLI >>>"
 GEMINI_ENV_END = "# <<< fmapi: Gemini CLI <<<"
 
 
-def gemini_env(host, token, model):
-    """The environment `fmapi gemini` starts Gemini CLI with (and --write-env keeps in .env)."""
+def gemini_env(base_url, token, model):
+    """The environment `fmapi gemini` starts Gemini CLI with (and --write-env keeps in .env).
+
+    ``base_url``: the workspace URL + GEMINI_BASE_PATH, or the relay's URL; ``token``: the
+    PAT or OAuth token, or the relay's key.
+    """
     return {
-        "GOOGLE_GEMINI_BASE_URL": host + GEMINI_BASE_PATH,
+        "GOOGLE_GEMINI_BASE_URL": base_url,
         "GEMINI_API_KEY": token,
         "GEMINI_API_KEY_AUTH_MECHANISM": "bearer",
         "GEMINI_MODEL": model,
@@ -4818,6 +4857,14 @@ class Gemini(Agent):
     def min_left(self, lifetime, margin=MIN_REMAINING):
         """A launch gets a token with a working session's worth of life (12 h, at most half the lifetime)."""
         return max(min(GEMINI_SESSION, int(lifetime) // 2), min(int(margin), int(lifetime) // 2))
+
+    def token_spec(self, record):
+        """OAuth mode: behind the relay each request gets the token current then, so a token
+        needs only the safety margin (at most half its life), not a session's worth."""
+        spec = super().token_spec(record)
+        if spec.auth == "oauth":
+            spec.min_left = min(int(record.get("min_remaining") or MIN_REMAINING), credential_lifetime(record) // 2)
+        return spec
 
     def settings_path(self, record):
         return os.path.join(record["dir"], "settings.json")
@@ -4920,7 +4967,7 @@ class Gemini(Agent):
         rest, _ = _strip_env_block(text)
         if rest and not rest.endswith("\n"):
             rest += "\n"
-        env = gemini_env(record["host"], token, self.model_for_launch(record))
+        env = gemini_env(record["host"] + GEMINI_BASE_PATH, token, self.model_for_launch(record))
         block = [GEMINI_ENV_BEGIN,
                  "# Written by fmapi: `fmapi gemini` refreshes this token, `fmapi --uninstall` removes these lines."]
         block += ['%s="%s"' % (key, env[key]) for key in GEMINI_ENV_KEYS]
@@ -5063,6 +5110,9 @@ class Gemini(Agent):
 
     def finish_message(self, record):
         text = "Done. Run: fmapi gemini (it starts Gemini CLI with a fresh token; arguments go to gemini)."
+        if record.get("auth") == "oauth":
+            text = ("Done. Run: fmapi gemini (arguments go to gemini). Gemini CLI then talks to a relay on "
+                    "127.0.0.1 that puts a fresh OAuth token on each request, so a session outlives the 1-hour token.")
         if record.get("write_env"):
             cache = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
             text += ("\nA bare `gemini` also works until %s (the token in %s); every `fmapi gemini` renews it."
@@ -5071,24 +5121,40 @@ class Gemini(Agent):
 
 
 def run_gemini(argv):
-    """`fmapi gemini ARGS...`: a token that outlives the session, then exec `gemini ARGS...`."""
+    """`fmapi gemini ARGS...`; returns gemini's exit status (PAT mode: this process becomes gemini).
+
+    PAT mode: a token that outlives the session, then exec `gemini ARGS...`. OAuth mode:
+    the session is checked (signed in again on a terminal), then `gemini ARGS...` runs
+    behind a Relay on 127.0.0.1 that forwards each request to the workspace's Gemini API
+    with the OAuth token current then; the relay ends when gemini does.
+    """
     agent = AGENTS["gemini"]
     record = agent.launch_record()
     refuse_root_on_foreign_home()
     path = launch_path(agent)
-    token = launch_token(agent, agent.token_spec(record))
+    spec = agent.token_spec(record)
+    behind_relay = spec.auth == "oauth"
+    token = launch_token(agent, spec, announce=not behind_relay)
     if record.get("write_env"):
         try:
             agent.write_env_file(record, token)
         except (OSError, FmapiError) as exc:
             warn("could not refresh %s: %s" % (tilde(agent.env_path(record)), getattr(exc, "message", exc)))
     env = dict(os.environ)
-    env.update(gemini_env(record["host"], token, agent.model_for_launch(record)))
-    if os.environ.get("GEMINI_CLI_CUSTOM_HEADERS", "").strip():  # the user's (proxy) headers go too
-        env["GEMINI_CLI_CUSTOM_HEADERS"] = merge_headers(os.environ["GEMINI_CLI_CUSTOM_HEADERS"], ", ")
+    model = agent.model_for_launch(record)
     if record.get("config_env") == agent.config_env and not os.environ.get(agent.config_env):
         env[agent.config_env] = os.path.dirname(record["dir"])  # gemini reads the install's settings
-    exec_agent(agent, path, argv, env)
+    relay = None
+    if behind_relay:
+        relay = Relay(record["host"] + GEMINI_BASE_PATH, relay_token_source(spec), headers=[CODING_AGENT_HEADER]).start()
+        env.update(gemini_env(relay.url, relay.key, model))
+    else:
+        env.update(gemini_env(record["host"] + GEMINI_BASE_PATH, token, model))
+    if os.environ.get("GEMINI_CLI_CUSTOM_HEADERS", "").strip():  # the user's (proxy) headers go too
+        env["GEMINI_CLI_CUSTOM_HEADERS"] = merge_headers(os.environ["GEMINI_CLI_CUSTOM_HEADERS"], ", ")
+    if relay is None:
+        return exec_agent(agent, path, argv, env)
+    return run_behind_relay(path, [agent.command] + list(argv), env, relay)
 
 
 register(Gemini())
@@ -7003,8 +7069,13 @@ def build_parser():
 
     gemini = commands.add_parser(
         "gemini", help="start Gemini CLI with a fresh token (arguments go to gemini)",
-        description="Make sure the Gemini install's token outlives a working session, then replace "
-                    "this process with `gemini ARGS...` and the environment it needs.")
+        description="PAT mode: make sure the Gemini install's token outlives a working session, then "
+                    "replace this process with `gemini ARGS...` and the environment it needs. OAuth "
+                    "mode (1-hour tokens): run `gemini ARGS...` behind a relay that listens on 127.0.0.1 "
+                    "only (a port picked for this launch) and accepts only the random key Gemini CLI is "
+                    "started with; it forwards each request to the workspace with the OAuth token "
+                    "current then, so a session outlives its token. The relay ends with gemini, whose "
+                    "exit status fmapi returns.")
     gemini.add_argument("args", nargs=argparse.REMAINDER, help="arguments for gemini")
 
     copilot = commands.add_parser(

@@ -9,6 +9,7 @@ import re
 import pty
 import select
 import signal
+import socket
 import sys
 import time
 
@@ -508,3 +509,53 @@ def test_interactive_setup_offers_the_workspaces_gemini_endpoints(home, workspac
     seen = read_json(gemini_record)
     assert seen["tty"] == [True, True, True]
     assert seen["env"]["GEMINI_MODEL"] == "databricks-gemini-3-pro"
+
+
+# --- OAuth mode: gemini behind the relay (fmapi.py section 7b) ----------------------------
+
+RELAY_STUB = """#!{python}
+import json, os, sys, urllib.request
+env = dict(os.environ)
+url = env["GOOGLE_GEMINI_BASE_URL"] + "/v1beta/models/databricks-gemini-2-5-pro:generateContent"
+request = urllib.request.Request(url, data=json.dumps({{"contents": []}}).encode(), method="POST",
+                                 headers={{"Authorization": "Bearer " + env["GEMINI_API_KEY"]}})
+try:
+    with urllib.request.build_opener(urllib.request.ProxyHandler({{}})).open(request, timeout=20) as answer:
+        status = answer.status
+except urllib.error.HTTPError as exc:
+    status = exc.code
+mask = os.umask(0)
+with open({record!r}, "w") as handle:
+    json.dump({{"argv": sys.argv[1:], "env": env, "ppid": os.getppid(), "status": status, "umask": mask}}, handle)
+sys.exit(int(env.get("GEMINI_STUB_EXIT", "0")))
+"""
+
+
+def test_oauth_mode_runs_gemini_behind_the_relay(home, workspace, gdir, setup_gemini, gemini_record, home_bin):
+    setup_gemini("--auth", "oauth")
+    assert not workspace.tokens  # no PAT
+    make_stub(home_bin, "gemini", RELAY_STUB.format(python=sys.executable, record=str(gemini_record)))
+    old = os.umask(0o022)
+    try:
+        proc, seen = launch(gemini_record, "-p", "hi", "--yolo", env={"GEMINI_STUB_EXIT": "41", "NO_PROXY": "corp.example"})
+    finally:
+        os.umask(old)
+    assert proc.returncode == 41, proc.stderr  # gemini's exit status
+    assert seen["argv"] == ["-p", "hi", "--yolo"] and seen["status"] == 200  # its request went through
+    env = seen["env"]
+    base = env["GOOGLE_GEMINI_BASE_URL"]
+    assert base.startswith("http://127.0.0.1:") and base.count("/") == 2
+    oauth = cache_of(gdir)["token"]
+    assert workspace.credential_kind(oauth) == "oauth"
+    assert env["GEMINI_API_KEY"] != oauth and workspace.credential_kind(env["GEMINI_API_KEY"]) is None
+    assert oauth not in json.dumps(env) + proc.stdout + proc.stderr  # the token never reaches gemini
+    assert env["NO_PROXY"] == "corp.example,127.0.0.1" and "127.0.0.1" in env["no_proxy"].split(",")
+    assert seen["ppid"] != os.getpid() and seen["umask"] == 0o022  # fmapi stays, as the relay's host
+    assert "new Gemini CLI token" not in proc.stderr
+    (call,) = workspace.requests_to("/serving-endpoints/gemini/", "POST")
+    assert call["headers"]["authorization"] == "Bearer " + oauth
+    assert call["headers"]["x-databricks-use-coding-agent-mode"] == "true"
+    port = int(base.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):  # the relay ended with gemini
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+

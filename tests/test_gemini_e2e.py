@@ -141,3 +141,46 @@ def test_real_gemini_through_the_relay_outlives_its_token(workspace, prepared, t
     assert any("functionResponse" in part for part in calls[1]["json"]["contents"][-1]["parts"])
     assert all(r["headers"]["x-databricks-use-coding-agent-mode"] == "true" for r in calls)
     assert relay.key not in proc.stdout + proc.stderr
+
+
+def test_real_gemini_in_oauth_mode_outlives_the_launch_token(workspace, prepared, home_bin, tmp_path):
+    """`fmapi gemini -p` in OAuth mode: the real gemini reaches the workspace through the relay with
+    OAuth access tokens as Bearer (no PAT exists), and its request after the launch token expired
+    succeeds. Tokens live 10 s here (1 hour on a real workspace)."""
+    env, gdir = prepared
+    workspace.oauth_token_lifetime = 10
+    from conftest import PROFILE
+
+    login = subprocess.run([str(FAKEBIN / "databricks"), "auth", "login", "--host", workspace.url, "--profile", PROFILE],
+                           stdin=subprocess.DEVNULL, env=env, capture_output=True, text=True, timeout=60)
+    assert login.returncode == 0, login.stderr
+    setup = fmapi(env, "setup", "--agent", "gemini", "--yes", "--auth", "oauth", "--host", workspace.url,
+                  "--profile", PROFILE)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "relay on 127.0.0.1" in setup.stdout
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("x")
+    # gemini asks for a tool, the answer takes 11 s (the launch token expires meanwhile), then the reply
+    workspace.gemini_replies = [{"parts": [{"functionCall": {"name": "list_directory", "args": {"dir_path": "."}}}],
+                                 "delay": 11}]
+    workspace.stream_chunked = True
+    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # a proxy gemini must not use for the relay
+    del env["NO_PROXY"], env["no_proxy"]
+    proc = subprocess.run([sys.executable, str(FMAPI), "gemini", "-p", "List the files here, then say hello."],
+                          stdin=subprocess.DEVNULL, env=env, cwd=str(tmp_path / "project"), capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, "stdout:\n%s\nstderr:\n%s" % (proc.stdout, proc.stderr)
+    assert REPLY in proc.stdout
+
+    calls = workspace.requests_to("/serving-endpoints/gemini/v1beta/models/databricks-gemini-2-5-pro:", "POST")
+    assert len(calls) == 2, [r["path"] for r in calls]
+    bearers = [r["headers"]["authorization"][len("Bearer "):] for r in calls]
+    assert all(b in workspace.oauth_access_tokens for b in bearers)  # OAuth access tokens ...
+    assert not workspace.tokens and not workspace.requests_to("/api/2.0/token/")  # ... and no PAT anywhere
+    launch = bearers[0]
+    assert workspace.oauth_access_tokens[launch] < calls[1]["time"]  # the launch token had expired ...
+    assert bearers[1] != launch  # ... so the relay renewed it, and the request succeeded
+    assert all(r["headers"]["x-databricks-use-coding-agent-mode"] == "true" for r in calls)
+    assert any("functionResponse" in part for part in calls[1]["json"]["contents"][-1]["parts"])
+    for token in bearers:
+        assert token not in proc.stdout + proc.stderr

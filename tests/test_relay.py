@@ -17,7 +17,7 @@ import time
 import pytest
 
 import fmapi
-from conftest import FMAPI
+from conftest import FMAPI, age_cache, expire_cli_session
 from fakeworkspace import FakeWorkspace, parse_sse
 
 GEMINI = "/serving-endpoints/gemini"
@@ -316,6 +316,28 @@ def test_a_plain_http_proxy_gets_the_absolute_url(workspace, tokens, monkeypatch
         proxy.shutdown()
         proxy.server_close()
     assert seen == [("http://workspace.example:%d%s%s" % (workspace.port, GEMINI, GENERATE), "Basic dTpwdw==")]
+
+
+def test_an_installs_token_source_renews_under_the_margin_and_falls_back_when_it_cannot(
+        home, workspace, logged_in, tmp_path):
+    d = tmp_path / "install"
+    d.mkdir(mode=0o700)
+    spec = fmapi.TokenSpec(agent="gemini", dir=str(d), host=workspace.url, profile=logged_in, lifetime_days=1,
+                           min_left=300, comment="Gemini CLI FMAPI", auth="oauth")
+    source = fmapi.relay_token_source(spec)
+    first = source()
+    assert workspace.credential_kind(first) == "oauth" and source() == first  # then a cache hit
+    age_cache(d, 200)  # less than the margin left: renewed
+    second = source()
+    assert second != first and workspace.credential_kind(second) == "oauth"
+    expire_cli_session(home)
+    workspace.oauth_refresh_tokens.clear()  # from now on only `databricks auth login` helps
+    age_cache(d, 200)
+    assert source() == second  # renewing fails, but the cached token has minutes left: it serves
+    age_cache(d, 30)
+    with pytest.raises(fmapi.SessionExpired):
+        source()
+    assert not workspace.tokens  # OAuth mode: never a PAT
 
 
 # ------------------------------------------------------------------ the launcher
