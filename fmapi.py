@@ -6248,6 +6248,63 @@ def cmd_uninstall(args):
     return 1 if report.failed else 0
 
 
+def cmd_reauth(args):
+    """`fmapi reauth [--agent A]`: sign in again (`databricks auth login --host H --profile P`)
+    for the profile of each install, then prove each install's helper serves a token; one
+    line per install. Exit status 1 when a sign-in or an install failed."""
+    import subprocess
+
+    wanted = getattr(args, "agent", None)
+    installs = [record for record in discover_installs(load_registry()).values()
+                if record.get("host") and record.get("profile") and (not wanted or record["agent"] == wanted)]
+    if not installs:
+        flag = " --agent " + wanted if wanted and wanted != "claude" else ""
+        raise FmapiError("no fmapi install%s to sign in again for." % (" for " + AGENTS[wanted].title if wanted else ""),
+                         fix="Set one up first: fmapi setup%s" % flag)
+    failed = set()
+    done = []
+    for record in installs:
+        session = (record["host"], record["profile"], record.get("cli"), record.get("config_file"))
+        if session in done:
+            continue
+        done.append(session)
+        host, profile, cli, config_file = session
+        try:
+            profile_for_host(profile, host, config_file)  # never sign in over a PAT or M2M profile
+            sign_in(host, profile, cli, config_file)
+        except FmapiError as exc:
+            print(exc.render(), file=sys.stderr, flush=True)
+            failed.add(session)
+    problems = 0
+    for record in installs:
+        agent = AGENTS[record["agent"]]
+        where = "%s (%s)" % (agent.title, tilde(record.get("settings") or record["dir"]))
+        session = (record["host"], record["profile"], record.get("cli"), record.get("config_file"))
+        if session in failed:
+            say("%s: not signed in to %s as %s" % (where, record["host"], record["profile"]))
+            problems += 1
+            continue
+        helper = agent.helper_path(record)
+        if agent.name != "gemini" and os.access(helper, os.X_OK):
+            proc = subprocess.run([helper], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+            ok, why = proc.returncode == 0 and bool(proc.stdout.strip()), (proc.stderr.strip().splitlines() or [""])[0]
+        else:
+            try:
+                fresh_token(agent.token_spec(record))
+                ok, why = True, ""
+            except FmapiError as exc:
+                ok, why = False, "fmapi: " + exc.message
+        if not ok:
+            say("%s: FAILED, its helper serves no token: %s" % (where, why or "no output"))
+            problems += 1
+            continue
+        cache = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
+        kind = "an OAuth access token" if record.get("auth") == "oauth" else "a PAT"
+        say("%s: OK, serves %s valid until %s" % (where, kind, time.strftime(
+            "%Y-%m-%d %H:%M", time.localtime(cache.get("expiry", 0)))))
+    return 1 if problems else 0
+
+
 # --------------------------------------------------------------------------------------
 # 16b. Seeing a setup: models, status, doctor
 #
@@ -6964,6 +7021,7 @@ examples:
   fmapi status                            list installs and their tokens
   fmapi doctor                            check everything, with a fix for each problem
   fmapi models                            the workspace's models the agents can use
+  fmapi reauth                            sign in to Databricks again for every install
   fmapi --uninstall                       remove everything fmapi wrote
 
 `fmapi help COMMAND` shows a command's options; `man fmapi` is the manual."""
@@ -7085,6 +7143,13 @@ def build_parser():
                     "fmapi's helper.")
     copilot.add_argument("args", nargs=argparse.REMAINDER, help="arguments for copilot")
 
+    reauth = commands.add_parser(
+        "reauth", help="sign in to Databricks again for the installs, then check each serves a token",
+        description="Run `databricks auth login --host H --profile P` (your browser opens) for the profile of "
+                    "each install (or only --agent's), then prove each install's helper serves a token: one "
+                    "line per install.")
+    reauth.add_argument("--agent", choices=sorted(AGENTS), help="only this agent's installs (default: all)")
+
     status = commands.add_parser(
         "status", help="list installs and the state of their tokens",
         description="One block per install: the agent, where its files are, workspace, profile, "
@@ -7188,7 +7253,8 @@ def man_sections():
             lines += [".TP", "\\fB%s\\fR" % _roff(term), _roff(text)]
         sections.append({"heading": heading, "content": "\n".join(lines)})
     return sections
-COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "copilot", "status", "doctor", "models", "help")
+COMMAND_NAMES = ("setup", "token", "uninstall", "gemini", "copilot", "status", "doctor", "models", "help",
+                 "reauth")
 LAUNCHERS = {"gemini": "run_gemini", "copilot": "run_copilot"}  # `fmapi AGENT ARGS...`: every argument is the agent's
 GLOBAL_FLAGS = ("--verbose",)
 
@@ -7263,7 +7329,7 @@ def main(argv=None):
 
 
 COMMANDS = {"setup": cmd_setup, "token": cmd_token, "uninstall": cmd_uninstall, "status": cmd_status,
-            "doctor": cmd_doctor, "models": cmd_models, "help": cmd_help}
+            "doctor": cmd_doctor, "models": cmd_models, "help": cmd_help, "reauth": cmd_reauth}
 
 
 if __name__ == "__main__":

@@ -303,3 +303,52 @@ def test_uninstall_revoke_says_oauth_installs_have_nothing_to_revoke(home, works
     assert other["token_value"] in workspace.pat_values()  # not this install's to revoke
     assert len(databricks_calls(tmp_path)) == before
     assert not (home / ".claude").exists()
+
+
+# --- fmapi reauth -------------------------------------------------------------------------
+
+
+def test_reauth_signs_in_once_per_profile_and_proves_each_install(home, workspace, logged_in, stubs, tmp_path):
+    from conftest import expire_cli_session
+
+    assert setup(workspace).returncode == 0
+    assert setup(workspace, "--agent", "codex", "--auth", "oauth").returncode == 0
+    expire_cli_session(home, workspace)
+    age_cache(home / ".claude", 10)
+    age_cache(home / ".codex", 10)
+    assert helper(home / ".codex").returncode != 0  # the session is dead: the agents cannot renew
+    before = len(databricks_calls(tmp_path))
+
+    proc = run_fmapi("reauth")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = databricks_calls(tmp_path)[before:]
+    assert [c for c in calls if c[:2] == ["auth", "login"]] == [
+        ["auth", "login", "--host", workspace.url, "--profile", PROFILE]]
+    lines = [line for line in proc.stdout.splitlines() if ": OK, serves" in line]
+    assert len(lines) == 2
+    assert any(line.startswith("Claude Code (") and "a PAT valid until" in line for line in lines)
+    assert any(line.startswith("OpenAI Codex (") and "an OAuth access token valid until" in line for line in lines)
+    assert cache_of(home / ".claude")["token"] in workspace.pat_values()
+    assert workspace.credential_kind(cache_of(home / ".codex")["token"]) == "oauth"
+
+    only = run_fmapi("reauth", "--agent", "codex")
+    assert only.returncode == 0 and "OpenAI Codex (" in only.stdout and "Claude Code (" not in only.stdout
+
+
+def test_reauth_never_signs_in_over_a_profile_that_became_a_pat_profile(home, workspace, logged_in, stubs, tmp_path):
+    assert setup(workspace).returncode == 0
+    cfg = home / ".databrickscfg"
+    cfg.write_text("[%s]\nhost = %s\ntoken = dapiMINE\n" % (PROFILE, workspace.url))
+    before = len(databricks_calls(tmp_path))
+    proc = run_fmapi("reauth")
+    assert proc.returncode == 1
+    assert "personal access token profile" in proc.stderr
+    assert "Claude Code (" in proc.stdout and "not signed in" in proc.stdout
+    assert [c for c in databricks_calls(tmp_path)[before:] if c[:2] == ["auth", "login"]] == []
+    assert "token = dapiMINE" in cfg.read_text()
+
+
+def test_reauth_without_installs(home):
+    proc = run_fmapi("reauth", "--agent", "codex")
+    assert proc.returncode == 1 and "Set one up first: fmapi setup --agent codex" in proc.stderr
