@@ -18,6 +18,11 @@ CLI (tests/fakebin); the real HOME is never read or written. Then:
    saw before and after the token, the `databricks` processes started (the fake CLI's log) and,
    with strace, every process in the helper's tree. The replaced PAT's revocation is timed
    separately: it must land after the helper has handed out the token and exited.
+3. OAuth mode (`setup --auth oauth`, a second install). Its cache hit against the PAT install's,
+   alternating, N runs each: the same path (one file read), so the same cost. Then renewals: the
+   cached OAuth access token is moved to 60 s left and the helper runs once; prints the time until
+   the token is printed and the `databricks` processes each renewal started (exactly one,
+   `databricks auth token --force-refresh`).
 """
 
 import argparse
@@ -88,7 +93,7 @@ def ms(seconds):
 class Install:
     """A temp HOME with fmapi set up for Claude Code against a started fake workspace."""
 
-    def __init__(self, root):
+    def __init__(self, root, auth="pat"):
         self.root = root
         self.home = os.path.join(root, "home")
         self.bin = os.path.join(root, "bin")
@@ -113,7 +118,7 @@ class Install:
             "LANG": "C.UTF-8",
         }
         proc = subprocess.run([sys.executable, FMAPI, "setup", "--yes", "--host", self.workspace.url,
-                               "--profile", PROFILE], env=self.env, stdin=subprocess.DEVNULL,
+                               "--profile", PROFILE, "--auth", auth], env=self.env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise SystemExit("fmapi setup failed:\n%s%s" % (proc.stdout, proc.stderr))
@@ -382,6 +387,59 @@ def bench_renewal(install, renewals):
     return results
 
 
+# ------------------------------------------------------------------------------ 3. OAuth mode
+def bench_oauth(pat, oauth, runs, warmup, renewals):
+    """The OAuth install's cache hit against the PAT install's; then its renewals."""
+    env = {"HOME": oauth.home, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    contestants = [("PAT mode helper", ["/bin/sh", pat.helper], dict(env, HOME=pat.home)),
+                   ("OAuth mode helper", ["/bin/sh", oauth.helper], env)]
+    for name, argv, e in contestants:
+        expected = (pat if name.startswith("PAT") else oauth).cache()["token"]
+        if run_once(argv, e)[1].decode().strip() != expected:
+            raise SystemExit("%s did not print its cached token" % name)
+    times = {name: [] for name, _, _ in contestants}
+    for _ in range(warmup):
+        for _, argv, e in contestants:
+            run_once(argv, e)
+    for i in range(runs):
+        shift = i % len(contestants)
+        for name, argv, e in contestants[shift:] + contestants[:shift]:
+            times[name].append(run_once(argv, e)[0])
+    print("\n== OAuth mode: cache hit, `/bin/sh HELPER`, %d alternating runs each after %d warm-up runs ==" % (runs, warmup))
+    print("   %-28s %9s %9s %9s" % ("", "median", "p10", "p90"))
+    for name, _, _ in contestants:
+        values = times[name]
+        print("   %-28s %9s %9s %9s" % (name, ms(statistics.median(values)), ms(percentile(values, 0.1)),
+                                      ms(percentile(values, 0.9))))
+    print("   OAuth / PAT: %.2fx (ratio of medians)" % (statistics.median(times["OAuth mode helper"])
+                                                     / statistics.median(times["PAT mode helper"])))
+    results = []
+    for _ in range(renewals):
+        oauth.set_expiry(60)  # a minute left: below min_left, so the helper must renew
+        old = oauth.cache()["token"]
+        calls_before = len(oauth.cli_calls())
+        requests_before = len(oauth.workspace.requests)
+        start = time.perf_counter()
+        proc = subprocess.run(["/bin/sh", oauth.helper], stdin=subprocess.DEVNULL, capture_output=True,
+                              env=oauth.env, timeout=60)
+        elapsed = time.perf_counter() - start
+        token = proc.stdout.decode().strip()
+        if proc.returncode != 0 or token == old or token != oauth.cache()["token"]:
+            raise SystemExit("an OAuth renewal failed: %s" % proc.stderr.decode(errors="replace"))
+        results.append((elapsed, [c["argv"] for c in oauth.cli_calls()[calls_before:]],
+                        [(r["method"], r["path"]) for r in oauth.workspace.requests[requests_before:]]))
+    counts = sorted({len(calls) for _, calls, _ in results})
+    print("\n== OAuth mode: renewal, the cached access token has 60 s left; %d runs ==" % renewals)
+    print("   token printed after         %s (median; min %s, max %s)" % (
+        ms(statistics.median(r[0] for r in results)), ms(min(r[0] for r in results)), ms(max(r[0] for r in results))))
+    print("   `databricks` processes:          %s per renewal (%s)" % (
+        "/".join(map(str, counts)), "; ".join("databricks " + " ".join(argv) for argv in results[-1][1])))
+    print("   HTTP requests fmapi itself made: %d (the workspace saw only the CLI's: %s)" % (
+        len([r for r in results[-1][2] if not r[1].startswith("/oidc/")]),
+        ", ".join("%s %s" % r for r in results[-1][2])))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="timed cache-hit runs per helper (default 50, at least 30)")
@@ -403,6 +461,11 @@ def main(argv=None):
         print("helper: exec %s %s -c %s ..." % (words[0], " ".join(flags), shlex.quote(words[words.index("-c") + 1])))
         bench_cache_hit(install, args.runs, args.warmup)
         bench_renewal(install, args.renewals)
+        oauth = Install(os.path.join(root, "oauth"), auth="oauth")
+        try:
+            bench_oauth(install, oauth, args.runs, args.warmup, args.renewals)
+        finally:
+            oauth.stop()
     finally:
         if install:
             install.stop()
