@@ -77,6 +77,12 @@ MAX_MIN_REMAINING = 12 * 3600  # the most --min-remaining may ask for: even 1-da
 AGENT_TTL_MAX = 3600  # seconds: how long an agent may keep a token before asking again
 RENEW_LOCK_WAIT = 120  # seconds to wait for another process that is renewing
 LEDGER_NAME = ".fmapi-pat-ledger"  # beside the cache: the PATs this install minted (survives a cache deletion)
+SERVED_NAME = ".fmapi-pat-served"  # beside the cache, empty: its mtime is when the cached token was last handed out
+CHECKED_NAME = ".fmapi-pat-checked"  # beside the cache, empty: its mtime is when that token was last checked live
+TOKEN_FILES = (CACHE_NAME, LEDGER_NAME, SERVED_NAME, CHECKED_NAME, LOCK_NAME)  # what uninstall removes beside the helper
+REASK_WINDOW = 30  # seconds: the cached token asked for again this soon after it was handed out is checked first
+CHECK_INTERVAL = 180  # seconds: at most one such check per install in this time (a burst of agent starts: one)
+CHECK_DEADLINE = 3.0  # seconds for that check; no answer in time means "alive" (the agent then says what it sees)
 
 # Time budgets (seconds). The helper answers, with a token or a one-line cause, within
 # HELPER_DEADLINE however the workspace misbehaves: Claude Code warns when its helper takes
@@ -1125,22 +1131,94 @@ def usable_token(cache, host, min_left, now=None):
     return token
 
 
+def handed_out_again(directory, now=None):
+    """Record that the cached token is handed out now; True when it was handed out less than
+    REASK_WINDOW seconds ago and no liveness check ran in the last CHECK_INTERVAL seconds.
+
+    An agent whose request was refused asks again at once (Claude Code 2.1.331 on 401 and
+    403, Codex on 401), which the helper cannot tell from a new agent starting: a re-ask this
+    soon is the cue to check the token (serve_token). The cost on the hot path: a stat and a
+    utime of the empty marker SERVED_NAME (a second stat on a re-ask); no file is read.
+    """
+    served = os.path.join(directory, SERVED_NAME)
+    now = time.time() if now is None else now
+    try:
+        last = os.stat(served).st_mtime
+        touch(served)
+    except OSError:
+        last = 0.0
+        touch(served)
+    if not 0 <= now - last < REASK_WINDOW:
+        return False
+    try:
+        st = os.stat(os.path.join(directory, CHECKED_NAME))
+        checked = st.st_mtime if st.st_size else 0.0  # empty: created, never checked
+    except OSError:
+        checked = 0.0
+    return not 0 <= now - checked < CHECK_INTERVAL
+
+
+def claim_check(directory, deadline):
+    """The right to check the cached token now: an open, flock-ed CHECKED_NAME marker (close
+    it when the check and any replacement are done), or None when another helper checked it
+    within CHECK_INTERVAL (waiting for one that is checking, up to ``deadline``)."""
+    import fcntl
+
+    path = os.path.join(directory, CHECKED_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline.left() <= 0:
+                    raise
+                time.sleep(0.05)
+        st = os.fstat(fd)
+        if st.st_size and 0 <= time.time() - st.st_mtime < CHECK_INTERVAL:
+            raise BlockingIOError  # checked meanwhile
+        os.ftruncate(fd, 1)  # not empty: checked (the mtime says when)
+        os.utime(fd)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def touch(path):
+    """Set ``path``'s mtime to now, creating it empty (0600) when missing; never follows a symlink."""
+    try:
+        os.utime(path, follow_symlinks=False)
+    except FileNotFoundError:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        except OSError:
+            pass
+    except (OSError, NotImplementedError):
+        pass
+
+
 def helper_main(argv):
     """Entry point of every generated helper script: print a valid PAT, nothing else.
 
     ``argv`` is ``[dir, host, min_left, spec_json]``: the first three answer a cache hit;
-    the TokenSpec (as JSON) is only parsed when a PAT must be minted, so the helper keeps
-    working when the cache is deleted.
+    the TokenSpec (as JSON) is only parsed when a PAT must be minted, or when the cached
+    token is asked for again right after it was handed out (handed_out_again), so the
+    helper keeps working when the cache is deleted.
     """
     try:
         directory, host, min_left, spec_json = argv
         raw = open_private(os.path.join(directory, CACHE_NAME)) or b""
         cache = peek_cache(raw) or (read_cache(os.path.join(directory, CACHE_NAME)) if raw else None)
         token = usable_token(cache, host, int(min_left))
-        if token:
+        if token and not handed_out_again(directory):
             os.write(1, (token + "\n").encode())
             return 0
-        return serve_token(TokenSpec(**json.loads(spec_json)), background_revoke=True)
+        return serve_token(TokenSpec(**json.loads(spec_json)), background_revoke=True, suspect=token)
     except Exception as exc:  # the agent shows stderr: one line, never a traceback
         return report_crash(exc)
 
@@ -1161,25 +1239,59 @@ def report_crash(exc):
     return 1
 
 
-def serve_token(spec, background_revoke=False):
+def serve_token(spec, background_revoke=False, suspect=None):
     """The slow path of the helper and of ``fmapi token``: renew under the lock and print.
 
-    When renewing fails but the cached PAT still has a few minutes, that PAT is printed
-    (with the reason on stderr), so an agent keeps working until the user can act.
+    ``suspect`` is the cached token, asked for again right after it was handed out: one
+    read-only call checks it first (token_alive). A live one is printed as it is (no CLI,
+    no mint); a dead one is replaced under the lock, and not revoked. When renewing fails
+    but the cached PAT still has a few minutes (and is not the dead one), that PAT is
+    printed with the reason on stderr, so an agent keeps working until the user can act.
     """
     import signal
 
     os.umask(0o077)
     signal.signal(signal.SIGTERM, _terminate)  # an agent that gives up on us: no temp file left
+    deadline = Deadline(HELPER_DEADLINE)
+    claim = []  # the CHECKED_NAME marker's fd while this helper checks and replaces the token
+
+    def release():
+        while claim:
+            os.close(claim.pop())
+
+    if suspect is not None:
+        fd = claim_check(spec.dir, deadline)  # marked before the call: one check per interval, even if killed
+        if fd is None:  # another helper checked it just now (and replaced it if it was dead)
+            current = usable_token(read_cache(spec.cache_path), spec.host, spec.min_left) or suspect
+            sys.stdout.write(current + "\n")
+            sys.stdout.flush()
+            return 0
+        claim.append(fd)
+        if token_alive(spec.host, suspect, Deadline(CHECK_DEADLINE)) is not False:
+            release()
+            sys.stdout.write(suspect + "\n")
+            sys.stdout.flush()
+            return 0
+        print("fmapi: the workspace refuses the cached token (revoked or expired there); getting a new one.",
+              file=sys.stderr, flush=True)
     try:
-        token, replaced = obtain_token(spec, deadline=Deadline(HELPER_DEADLINE))
+        return _renew_and_print(spec, background_revoke, suspect, deadline, release)
+    finally:
+        release()
+
+
+def _renew_and_print(spec, background_revoke, suspect, deadline, release):
+    """serve_token's renewal: a token from obtain_token printed, or the fallback; ``release``
+    runs once the token is out (before a background revocation, which must not inherit it)."""
+    try:
+        token, replaced = obtain_token(spec, deadline=deadline, dead=suspect)
     except (FmapiError, OSError) as exc:
         if not isinstance(exc, FmapiError):
             exc = FmapiError(*os_error_text(exc, spec.dir))
         print(exc.render(), file=sys.stderr, flush=True)
         cache = read_cache(spec.cache_path)
         stale = usable_token(cache, spec.host, MIN_REMAINING)
-        if stale:
+        if stale and stale != suspect:
             print("fmapi: using the cached token meanwhile; it expires in %d minutes."
                   % ((cache["expiry"] - time.time()) // 60), file=sys.stderr, flush=True)
             sys.stdout.write(stale + "\n")
@@ -1190,6 +1302,7 @@ def serve_token(spec, background_revoke=False):
         return 130
     sys.stdout.write(token + "\n")
     sys.stdout.flush()
+    release()
     if replaced:
         if background_revoke:
             revoke_in_background(*replaced)
@@ -1915,6 +2028,25 @@ class PatRefused(FmapiError):
 class LifetimeRefused(FmapiError):
     """The workspace refused the PAT's lifetime (400 INVALID_PARAMETER_VALUE on token/create:
     above the admin's maxTokenLifetimeDays)."""
+
+
+def token_alive(host, token, deadline):
+    """Whether the workspace accepts ``token``: one read-only GET of the caller's own user
+    (/api/2.0/preview/scim/v2/Me). True when it answers, False when it refuses the token
+    (401, or 403 "Invalid access token.", as the REST API answers a revoked or expired PAT:
+    databricks/databricks-sdk-go#873), None when it cannot tell (no answer in ``deadline``,
+    another error)."""
+    try:
+        api(host, token, "GET", "/api/2.0/preview/scim/v2/Me", deadline=deadline)
+        return True
+    except ApiError as exc:
+        text = (exc.api_message or "").lower()
+        if exc.status == 401 or (exc.status == 403 and any(word in text for word in ("invalid access token",
+                                                                                      "expired", "revoked"))):
+            return False
+        return None
+    except FmapiError:
+        return None
 
 
 def _explain_token_api_error(exc, host, profile, agent=None, creating=False):
@@ -3830,7 +3962,7 @@ class Claude(Agent):
                                  % (tilde(path), problem, tilde(self.helper_path(record)), ", ".join(CLAUDE_ENV_KEYS)))
             return False
         cache_dir = self.cache_dir(record)
-        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
+        for name in (HELPER_NAME,) + TOKEN_FILES:
             target = os.path.join(cache_dir if name != HELPER_NAME else directory, name)
             if remove_file(target):
                 report.removed.append(tilde(target))
@@ -4678,7 +4810,7 @@ class Codex(Agent):
                                  "fmapi --uninstall again." % (tilde(path), problem, tilde(self.helper_path(record)),
                                                                 CODEX_PROVIDER_ID))
             return False
-        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
+        for name in (HELPER_NAME,) + TOKEN_FILES:
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, CODEX_CONFIG_NAME)):
@@ -5001,7 +5133,7 @@ class Gemini(Agent):
 
     def unconfigure(self, record, report):
         directory = record["dir"]
-        for name in (CACHE_NAME, LEDGER_NAME, LOCK_NAME):
+        for name in TOKEN_FILES:
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (CACHE_NAME, "settings.json", ".env")):
@@ -5297,7 +5429,7 @@ class Pi(Agent):
             settings_undo = {"file": self.settings_path(record), "created": True, "members": members}
         undo_json_edits(models_undo, report)
         undo_json_edits(settings_undo, report)
-        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
+        for name in (HELPER_NAME,) + TOKEN_FILES:
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, "models.json", "settings.json")):
@@ -5392,7 +5524,7 @@ class Copilot(Agent):
 
     def unconfigure(self, record, report):
         directory = record["dir"]
-        for name in (HELPER_NAME, CACHE_NAME, LEDGER_NAME, LOCK_NAME):
+        for name in (HELPER_NAME,) + TOKEN_FILES:
             if remove_file(os.path.join(directory, name)):
                 report.removed.append(tilde(os.path.join(directory, name)))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME)):

@@ -144,8 +144,8 @@ class Home:
 
 def parse_problem(rel, data):
     """Why ``data`` is not a whole file of its kind, or None."""
-    if rel.endswith(".lock"):
-        return None  # a lock file is empty by design
+    if rel.endswith((".lock", ".fmapi-pat-served", ".fmapi-pat-checked")):
+        return None  # a lock file and the helper's two markers are empty by design
     if not data:
         return "%s is empty" % rel
     try:

@@ -151,3 +151,23 @@ def test_users_headers_reach_the_workspace_beside_fmapis_from_a_bom_file(home, w
     for request in model_calls(workspace):
         assert request["headers"].get("x-team") == "data-eng"
         assert request["headers"].get("x-cost-center") == "1234"
+
+
+def test_claude_recovers_by_itself_from_a_pat_revoked_in_the_workspace(workspace, installed, claude, tmp_path):
+    """An admin (or `fmapi --uninstall --revoke` elsewhere) revoked the cached PAT: the workspace
+    answers 403 "Invalid access token.", Claude Code asks the helper again, the helper checks the
+    PAT, replaces it, and the same `claude -p` run answers; no user action."""
+    old = cache_of(installed)
+    assert workspace.revoke_pat(old["token"])
+    workspace.clear_requests()
+
+    proc = run_claude(claude, tmp_path)
+
+    new = cache_of(installed)
+    assert proc.returncode == 0 and REPLY in proc.stdout, show(proc, workspace)
+    assert new["token"] != old["token"]
+    calls = model_calls(workspace)
+    refused = [r for r in calls if r["headers"].get("authorization") == "Bearer " + old["token"]]
+    assert len(refused) <= 1, show(proc, workspace)
+    assert calls[-1]["headers"].get("authorization") == "Bearer " + new["token"]
+    assert len(workspace.requests_to("/api/2.0/token/create")) == 1

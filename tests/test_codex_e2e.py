@@ -165,3 +165,27 @@ def test_a_config_with_a_byte_order_mark_works_and_comes_back(home, workspace, l
 
     assert run_fmapi("--uninstall", "--yes").returncode == 0
     assert (codex_home / "config.toml").read_bytes() == original
+
+
+def test_codex_recovers_on_the_next_run_from_a_pat_revoked_in_the_workspace(workspace, installed, codex, tmp_path):
+    """The cached PAT was revoked in the workspace. Codex 0.169.0 does not re-run its auth command
+    on 403 (what the workspace answers a dead PAT), so this run fails after one refused request
+    (retries off); the next run, started right after, asks the helper again, which checks the PAT,
+    replaces it, and that run answers. README says so, with the recovery command."""
+    old = cache_of(installed)
+    assert workspace.revoke_pat(old["token"])
+    workspace.clear_requests()
+
+    first = run_codex(codex, tmp_path, *NO_RETRIES, timeout=180)
+
+    assert first.returncode != 0 and "403" in first.stdout + first.stderr, show(first, workspace)
+    refused = workspace.requests_to(RESPONSES, "POST")
+    assert len(refused) == 1 and refused[0]["headers"].get("authorization") == "Bearer " + old["token"]
+    workspace.clear_requests()
+
+    second = run_codex(codex, tmp_path)
+
+    new = cache_of(installed)
+    assert new["token"] != old["token"]
+    assert_answered_with(workspace, second, new["token"])
+    assert len(workspace.requests_to("/api/2.0/token/create")) == 1

@@ -344,3 +344,91 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(workspace, inst
     proc, _ = helper(installed)
     assert proc.returncode == 0, proc.stderr
     assert not leftover.exists() and alive.exists(), proc.stderr
+
+
+# --- a token that died in the workspace ---------------------------------------------------
+
+SCIM_ME = "/api/2.0/preview/scim/v2/Me"
+
+
+def bearers(workspace, path, method=None):
+    return [r["headers"].get("authorization", "")[7:] for r in workspace.requests_to(path, method)]
+
+
+def test_a_first_hand_out_costs_no_request_and_no_process(workspace, installed, tmp_path):
+    from conftest import databricks_calls
+
+    calls = len(databricks_calls(tmp_path))
+    proc, _ = helper(installed)
+    assert proc.returncode == 0 and proc.stdout.strip() == cache_of(installed)["token"]
+    assert workspace.requests == [] and len(databricks_calls(tmp_path)) == calls
+
+
+@pytest.mark.parametrize("death", ["revoke_pat", "expire_pat"])
+def test_a_pat_that_died_in_the_workspace_is_replaced_when_asked_for_again(workspace, installed, death):
+    old = cache_of(installed)
+    first, _ = helper(installed)  # the agent starts with the cached PAT ...
+    assert first.stdout.strip() == old["token"]
+    getattr(workspace, death)(old["token"])  # ... which an admin revoked (or which expired there)
+    workspace.clear_requests()
+
+    again, _ = helper(installed)  # the agent's request was refused: it asks again at once
+
+    new = cache_of(installed)
+    assert again.returncode == 0 and again.stdout.strip() == new["token"] != old["token"], again.stderr
+    assert "refuses the cached token" in again.stderr
+    assert bearers(workspace, SCIM_ME) == [old["token"]]  # one cheap read-only check, with that PAT
+    assert len(creates(workspace)) == 1
+    assert wait_for(lambda: live_pats(workspace) == {new["token"]})
+    time.sleep(0.3)
+    assert not workspace.requests_to("/api/2.0/token/delete")  # the dead PAT is not revoked twice
+    assert old["token_id"] not in (installed / ".fmapi-pat-ledger").read_text()
+
+
+def test_a_live_pat_asked_for_again_costs_one_check_per_interval_and_no_mint(workspace, installed, tmp_path):
+    from conftest import databricks_calls
+
+    token = cache_of(installed)["token"]
+    calls = len(databricks_calls(tmp_path))
+    for _ in range(6):  # a burst of agent starts, or an agent asking before every request
+        proc, _ = helper(installed)
+        assert proc.returncode == 0 and proc.stdout.strip() == token and proc.stderr == ""
+    assert bearers(workspace, SCIM_ME) == [token]
+    assert not workspace.requests_to("/api/2.0/token/")
+    assert len(databricks_calls(tmp_path)) == calls  # never a CLI process for a live token
+
+
+def test_a_check_without_an_answer_hands_out_the_cached_token(workspace, installed):
+    token = cache_of(installed)["token"]
+    helper(installed)
+    workspace.fault_next("GET", SCIM_ME, "hang", times=100)
+    proc, elapsed = helper(installed)
+    assert proc.returncode == 0 and proc.stdout.strip() == token
+    assert elapsed < fmapi.CHECK_DEADLINE + 1.5
+
+
+def test_a_dead_pat_is_not_handed_out_when_it_cannot_be_replaced(workspace, installed, home):
+    from conftest import expire_cli_session
+
+    old = cache_of(installed)
+    helper(installed)
+    workspace.revoke_pat(old["token"])
+    expire_cli_session(home, workspace)
+    proc, _ = helper(installed)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "databricks auth login" in proc.stderr
+
+
+def test_concurrent_re_asks_for_a_dead_pat_mint_one(workspace, installed):
+    old = cache_of(installed)
+    helper(installed)
+    workspace.revoke_pat(old["token"])
+    workspace.clear_requests()
+    procs = [start_helper(installed) for _ in range(8)]
+    outs = [p.communicate(timeout=30)[0].decode().strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    new = cache_of(installed)["token"]
+    assert set(outs) <= {old["token"], new}  # those that did not check got the cached one, as before
+    assert len(creates(workspace)) == 1 and len(bearers(workspace, SCIM_ME)) == 1
+    proc, _ = helper(installed)
+    assert proc.stdout.strip() == new
