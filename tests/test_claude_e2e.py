@@ -171,3 +171,36 @@ def test_claude_recovers_by_itself_from_a_pat_revoked_in_the_workspace(workspace
     assert len(refused) <= 1, show(proc, workspace)
     assert calls[-1]["headers"].get("authorization") == "Bearer " + new["token"]
     assert len(workspace.requests_to("/api/2.0/token/create")) == 1
+
+
+def test_project_install_in_a_git_work_tree_answers_from_settings_local(home, workspace, logged_in, claude, tmp_path):
+    """Issue 12: in a git project fmapi writes .claude/settings.local.json; the real claude started in
+    the project uses it (helper, base URL, model), and `git status` stays clean."""
+    workspace.reply_text = REPLY
+    project = tmp_path / "proj"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    args = [item for pair in MODELS.items() for item in pair]
+    proc = run_fmapi("setup", "--yes", "--host", workspace.url, "--profile", logged_in, *args,
+                     "--settings-location", str(project), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / ".claude" / "settings.local.json").exists()
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project,
+                            capture_output=True, text=True, check=True)
+    assert status.stdout == ""
+    workspace.clear_requests()
+
+    run = run_claude_in(claude, tmp_path, project)
+
+    pat = json.loads(next((home / ".local" / "share" / "fmapi" / "project-caches").iterdir()).joinpath(
+        ".fmapi-pat-cache").read_text())["token"]
+    assert_answered_with(workspace, run, pat)
+
+
+def run_claude_in(claude, tmp_path, cwd, timeout=120):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {name: os.environ[name] for name in KEEP if name in os.environ}
+    env.update(LANG="C.UTF-8", TERM="dumb", TMPDIR=str(tmp), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+    return subprocess.run([claude, "-p", PROMPT], stdin=subprocess.DEVNULL, env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=str(cwd))
