@@ -5338,6 +5338,7 @@ class Pi(Agent):
     apis = ("anthropic", "gemini", "responses", "chat")
     min_version = PI_MIN_VERSION
     node_version = PI_NODE_VERSION
+    config_env = "PI_CODING_AGENT_DIR"
 
     API = {"anthropic": ("anthropic-messages", ""), "gemini": ("google-generative-ai", "/v1beta"),
            "responses": ("openai-responses", ""), "chat": ("openai-completions", "")}
@@ -5483,6 +5484,7 @@ class Copilot(Agent):
     family = ""  # every family, through the OpenAI shapes
     apis = ("responses", "chat")
     min_version = COPILOT_MIN_VERSION
+    config_env = "COPILOT_HOME"
 
     def ttl(self, lifetime):
         """Copilot keeps no key: it runs the command before every request."""
@@ -5553,6 +5555,8 @@ def run_copilot(argv):
     launch_token(agent, agent.token_spec(record))  # signs in again on a terminal before Copilot starts
     env = {key: value for key, value in os.environ.items() if key not in COPILOT_CLEARED}
     env.update(agent.env_for(record))
+    if record.get("config_env") == agent.config_env and not os.environ.get(agent.config_env):
+        env[agent.config_env] = record["dir"]  # an install made with COPILOT_HOME set: Copilot reads that home
     exec_agent(agent, path, argv, env)
 
 

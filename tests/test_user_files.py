@@ -13,6 +13,7 @@ import pytest
 from conftest import FMAPI, _env, make_stub, read_json, run_fmapi
 from test_claude import CLAUDE_STUB
 from test_codex import CODEX_STUB
+from test_copilot import STUB as COPILOT_STUB
 from test_gemini import gemini_stub
 
 BOM = b"\xef\xbb\xbf"
@@ -23,6 +24,8 @@ def stubs(home_bin, tmp_path):
     make_stub(home_bin, "claude", CLAUDE_STUB)
     make_stub(home_bin, "codex", CODEX_STUB % "0.169.0")
     gemini_stub(home_bin, tmp_path / "gemini-run.json")
+    make_stub(home_bin, "pi", "#!/bin/sh\necho '1.6.0'\n")
+    make_stub(home_bin, "copilot", COPILOT_STUB % "1.0.102")
 
 
 @pytest.fixture
@@ -344,7 +347,8 @@ def test_codex_rerun_keeps_the_model_the_user_set_since(home, setup):
 
 # ------------------------------------------------------------------ installs under an env-chosen config dir (F9)
 @pytest.mark.parametrize("agent,variable,sub", [("claude", "CLAUDE_CONFIG_DIR", ""), ("codex", "CODEX_HOME", ""),
-                                                ("gemini", "GEMINI_CLI_HOME", ".gemini")])
+                                                ("gemini", "GEMINI_CLI_HOME", ".gemini"),
+                                                ("pi", "PI_CODING_AGENT_DIR", ""), ("copilot", "COPILOT_HOME", "")])
 def test_an_install_made_with_the_config_dir_variable_is_found_without_it(home, workspace, setup, agent, variable, sub):
     chosen = home / "work-profile"
     setup("--agent", agent, env={variable: str(chosen)})
@@ -355,9 +359,15 @@ def test_an_install_made_with_the_config_dir_variable_is_found_without_it(home, 
     proc = run_fmapi("setup", "--agent", agent, "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "kept a PAT" in proc.stdout
-    default = {"claude": home / ".claude", "codex": home / ".codex", "gemini": home / ".gemini"}[agent]
+    default = {"claude": home / ".claude", "codex": home / ".codex", "gemini": home / ".gemini",
+               "pi": home / ".pi", "copilot": home / ".copilot"}[agent]
     assert not default.exists()
     assert len(workspace.pats_with_comment_prefix("")) == 1
+    if agent in ("copilot", "gemini"):  # the launcher starts the agent on that install's home
+        launched = run_fmapi(agent, "-p", "hi")
+        assert launched.returncode == 0, launched.stderr
+        if agent == "copilot":
+            assert "COPILOT_HOME=%s\n" % chosen in launched.stdout, launched.stdout
     status = run_fmapi("status")
     installs = [line for line in status.stdout.splitlines() if line and not line.startswith(" ")]
     assert len(installs) == 1 and str(directory.relative_to(home)) in installs[0], status.stdout
