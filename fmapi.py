@@ -3787,6 +3787,9 @@ class Claude(Agent):
             written["ANTHROPIC_CUSTOM_HEADERS"] = merge_headers(headers, "\n")
         written["apiKeyHelper"] = self.helper_command(record)
         saved = self._saved_values(settings, env, written, previous)
+        if previous.get("model") and env.get("ANTHROPIC_MODEL") == record["model"] != previous["model"]:
+            say("  kept the model you set in %s since the last setup: %s (--model chooses another)."
+                % (tilde(path), record["model"]))
         for key in CLAUDE_STALE_KEYS:
             env.pop(key, None)
             settings.pop(key, None)
@@ -4740,6 +4743,10 @@ class Codex(Agent):
         if text is not None:
             self._refuse_legacy_profiles(path, text)
             self._refuse_foreign_provider(path, text)
+        if (previous or {}).get("model") and record["model"] != previous["model"] \
+                and self.models_in_file(previous).get("model") == record["model"]:
+            say("  kept the model you set in %s since the last setup: %s (--model chooses another)."
+                % (tilde(path), record["model"]))
         merged, undo = self.merge(text, record, previous)
         self._validate(path, merged, record)
         write_helper(self.helper_path(record), self.token_spec(record), self.title)
@@ -5186,12 +5193,16 @@ class Gemini(Agent):
                 changed = True
         if not changed:
             return
-        if not settings and record.get("settings_created", True):
-            remove_file(real)
-            report.removed.append(tilde(path) + " (nothing else was in it)")
-        else:
-            write_in_place(real, dump_json(settings, style))
-            report.removed.append("fmapi's keys from %s (earlier values restored)" % tilde(path))
+        try:
+            if not settings and record.get("settings_created", True):
+                remove_file(real)
+                report.removed.append(tilde(path) + " (nothing else was in it)")
+            else:
+                write_in_place(real, dump_json(settings, style))
+                report.removed.append("fmapi's keys from %s (earlier values restored)" % tilde(path))
+        except OSError as exc:  # a read-only link target: say what to do, and go on with the rest
+            report.failed.append("%s could not be written (%s); remove %s from it by hand"
+                                 % (tilde(path), exc.strerror or exc, " and ".join(GEMINI_MANAGED)))
 
     def _remove_env_block(self, record, report):
         path = self.env_path(record)

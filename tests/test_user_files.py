@@ -210,7 +210,8 @@ def test_a_read_only_directory_is_refused_before_minting(home, workspace, setup,
     assert "~/.claude/settings.json" in proc.stderr and not workspace.pats_with_comment_prefix("")
 
 
-@pytest.mark.parametrize("agent,relative", [("claude", ".claude/settings.json"), ("codex", ".codex/config.toml")])
+@pytest.mark.parametrize("agent,relative", [("claude", ".claude/settings.json"), ("codex", ".codex/config.toml"),
+                                            ("gemini", ".gemini/settings.json")])
 def test_uninstall_never_deletes_a_helper_a_read_only_config_still_names(home, tmp_path, setup, read_only,
                                                                         agent, relative):
     setup("--agent", agent)
@@ -224,6 +225,10 @@ def test_uninstall_never_deletes_a_helper_a_read_only_config_still_names(home, t
     helper = path.parent / "fmapi-key-helper.sh"
     proc = run_fmapi_under(read_only(store), "uninstall", "--yes")
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "by hand" in proc.stdout
+    if agent == "gemini":  # no helper: the launcher's cache goes, the file says what to remove
+        assert "model.name" in proc.stdout and target.read_bytes() == path.read_bytes()
+        return
     assert helper.exists() and "kept %s" % ("~/" + str(helper.relative_to(home))) in proc.stdout, proc.stdout
     assert run_fmapi("token", "--agent", agent).returncode == 0  # the agent still gets its token
     assert "fmapi-key-helper.sh" in target.read_text()
@@ -325,8 +330,9 @@ def test_claude_rerun_keeps_the_model_the_user_set_since(home, setup):
     settings = read_json(path)
     settings["env"]["ANTHROPIC_MODEL"] = "databricks-claude-sonnet-4-6"
     path.write_text(json.dumps(settings, indent=2))
-    setup()  # the README's fix for a revoked PAT
+    proc = setup()  # the README's fix for a revoked PAT
     assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-sonnet-4-6"
+    assert "kept the model you set" in proc.stdout and "databricks-claude-sonnet-4-6" in proc.stdout
     setup("--model", "databricks-claude-sonnet-4-5")  # --model still wins
     assert read_json(path)["env"]["ANTHROPIC_MODEL"] == "databricks-claude-sonnet-4-5"
     assert run_fmapi("uninstall", "--yes").returncode == 0 and not path.exists()
@@ -339,8 +345,9 @@ def test_codex_rerun_keeps_the_model_the_user_set_since(home, setup):
     setup("--agent", "codex", "--model", "databricks-gpt-5-2")
     config = d / "config.toml"
     config.write_text(config.read_text().replace('model = "databricks-gpt-5-2"', 'model = "databricks-gpt-5-2-codex"'))
-    setup("--agent", "codex")
+    proc = setup("--agent", "codex")
     assert 'model = "databricks-gpt-5-2-codex"' in config.read_text()
+    assert "kept the model you set" in proc.stdout
     assert run_fmapi("uninstall", "--yes").returncode == 0
     assert config.read_text() == 'model = "gpt-5.5"\n'  # the model from before fmapi comes back
 
