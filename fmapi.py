@@ -3969,7 +3969,10 @@ class Claude(Agent):
             target = os.path.join(cache_dir if name != HELPER_NAME else directory, name)
             if remove_file(target):
                 report.removed.append(tilde(target))
-        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, os.path.basename(path))):
+        leftovers = leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME, os.path.basename(path)))
+        if cache_dir != directory:
+            leftovers += leftover_temp_files(cache_dir, (CACHE_NAME, LEDGER_NAME))
+        for leftover in leftovers:
             remove_file(leftover)
             report.removed.append(tilde(leftover))
         self._unmark_onboarded(record, report)
