@@ -135,3 +135,19 @@ def test_uninstall_gives_back_the_users_config(workspace, logged_in, config_dir,
     assert not (config_dir / "plugins" / "fmapi-databricks.js").exists()
     assert not (config_dir / "fmapi-key-helper.sh").exists() and not (config_dir / ".fmapi-pat-cache").exists()
     assert not workspace.pats_with_comment_prefix("OpenCode FMAPI")
+
+
+def test_dead_session_shows_the_sign_in_instruction(workspace, logged_in, home, config_dir, opencode, tmp_path):
+    from conftest import expire_cli_session
+
+    setup_opencode(workspace, logged_in, "databricks-gpt-5-2")
+    expire_cached_pat(workspace, config_dir)
+    expire_cli_session(home, workspace)
+    workspace.clear_requests()
+
+    proc = run_opencode(opencode, tmp_path)
+
+    assert REPLY not in proc.stdout, show(proc, workspace)
+    instruction = "databricks auth login --host %s --profile %s" % (workspace.url, logged_in)
+    assert instruction in proc.stdout + proc.stderr, show(proc, workspace)  # the plugin's error, not a silent 401
+    assert not workspace.requests_to("/serving-endpoints/")  # neither the placeholder nor a stale key went out
