@@ -5554,6 +5554,12 @@ def run_copilot(argv):
     launch_token(agent, agent.token_spec(record))  # signs in again on a terminal before Copilot starts
     env = {key: value for key, value in os.environ.items() if key not in COPILOT_CLEARED}
     env.update(agent.env_for(record))
+    # Copilot 1.0.102 also reads a provider registry (cli-main.js: $COPILOT_PROVIDERS_CONFIG, else
+    # providers.json in its home); one there may be chosen over the environment.
+    registry = os.environ.get("COPILOT_PROVIDERS_CONFIG", "").strip() or os.path.join(record["dir"], "providers.json")
+    if os.path.exists(registry):
+        warn("Copilot CLI also reads providers from %s; if it uses one of those instead of Databricks, "
+             "pick model %s with /model." % (tilde(registry), record["model"]))
     exec_agent(agent, path, argv, env)
 
 

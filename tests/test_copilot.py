@@ -109,3 +109,10 @@ def test_launcher_with_a_dead_session_says_what_to_run_and_does_not_start_copilo
     proc = run_fmapi("copilot", "-p", "hi")
     assert proc.returncode != 0 and "args:" not in proc.stdout
     assert "databricks auth login --host %s --profile %s" % (workspace.url, logged_in) in proc.stderr
+
+
+def test_launcher_warns_about_copilots_own_provider_registry(home, workspace, setup_copilot):
+    setup_copilot()
+    (home / ".copilot" / "providers.json").write_text('{"providers": []}\n')
+    proc = run_fmapi("copilot")
+    assert proc.returncode == 0 and "providers.json" in proc.stderr
