@@ -5558,8 +5558,8 @@ def run_copilot(argv):
     # providers.json in its home); one there may be chosen over the environment.
     registry = os.environ.get("COPILOT_PROVIDERS_CONFIG", "").strip() or os.path.join(record["dir"], "providers.json")
     if os.path.exists(registry):
-        warn("Copilot CLI also reads providers from %s; if it uses one of those instead of Databricks, "
-             "pick model %s with /model." % (tilde(registry), record["model"]))
+        warn("Copilot CLI also reads providers from %s and may use those instead of the Databricks provider "
+             "fmapi sets; if Copilot does not answer from Databricks, move that file aside." % tilde(registry))
     exec_agent(agent, path, argv, env)
 
 
