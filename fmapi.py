@@ -1013,16 +1013,19 @@ def apply_json_edits(path, edits, previous=None):
 
 
 def undo_json_edits(undo, report):
-    """Put back what ``apply_json_edits`` changed, keeping what the user changed since."""
+    """Put back what ``apply_json_edits`` changed, keeping what the user changed since.
+
+    False (with the reason in ``report.failed``) when the file could not be read as JSON.
+    """
     path = undo["file"]
     try:
         text, _ = read_jsonc_file(path)
     except UnparsableFile as exc:
         names = ", ".join(".".join(m["path"]) for m in undo.get("members") or [])
-        report.failed.append("%s; remove %s by hand" % (exc.message.rstrip("."), names))
-        return
+        report.failed.append("%s; remove %s by hand, then run fmapi --uninstall again" % (exc.message.rstrip("."), names))
+        return False
     if text is None:
-        return
+        return True
     new = text
     for member in reversed(undo.get("members") or []):
         keys = tuple(member["path"])
@@ -1039,13 +1042,14 @@ def undo_json_edits(undo, report):
             if found is not None and found["value"] == {}:
                 new = jsonc_remove(new, tuple(parent))
     if new == text:
-        return
+        return True
     if undo.get("created") and jsonc_load(new) == {}:
         remove_file(os.path.realpath(path))
         report.removed.append(tilde(path) + " (fmapi created it)")
     else:
         write_in_place(path, new)
         report.removed.append("fmapi's settings from %s (earlier values restored)" % tilde(path))
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -5414,6 +5418,7 @@ class Pi(Agent):
         return [record]
 
     def unconfigure(self, record, report):
+        """models.json first; the helper goes only once models.json no longer names it (else False)."""
         directory = record["dir"]
         models_undo, settings_undo = record.get("models_undo"), record.get("settings_undo")
         if not models_undo:  # an install the registry lost: fmapi's provider, and the defaults that select it
@@ -5428,7 +5433,9 @@ class Pi(Agent):
             if settings.get("defaultProvider") == PI_PROVIDER_ID:
                 members.append({"path": ["defaultModel"], "written": settings.get("defaultModel")})
             settings_undo = {"file": self.settings_path(record), "created": True, "members": members}
-        undo_json_edits(models_undo, report)
+        if not undo_json_edits(models_undo, report):
+            report.kept.append("%s, so that Pi still starts: models.json names it" % tilde(self.helper_path(record)))
+            return False
         undo_json_edits(settings_undo, report)
         for name in (HELPER_NAME,) + TOKEN_FILES:
             if remove_file(os.path.join(directory, name)):
@@ -5712,6 +5719,7 @@ class OpenCode(Agent):
         return [record]
 
     def unconfigure(self, record, report):
+        """The config first; the plugin and helper go only once it no longer names the provider (else False)."""
         directory = record["dir"]
         undo = record.get("config_undo")
         if not undo:  # an install the registry lost: fmapi's provider, and the keys that select it
@@ -5725,9 +5733,12 @@ class OpenCode(Agent):
                 if str(data.get(key, "")).startswith(OPENCODE_PROVIDER_ID + "/"):
                     members.append({"path": [key], "written": data[key]})
             undo = {"file": path, "members": members}
-        undo_json_edits(undo, report)
-        for path in (self.plugin_path(record), os.path.join(directory, HELPER_NAME),
-                     os.path.join(directory, CACHE_NAME), os.path.join(directory, LOCK_NAME)):
+        if not undo_json_edits(undo, report):
+            report.kept.append("%s and %s, so that OpenCode still starts: %s names the provider"
+                               % (tilde(self.plugin_path(record)), tilde(self.helper_path(record)), tilde(undo["file"])))
+            return False
+        for path in (self.plugin_path(record), os.path.join(directory, HELPER_NAME), os.path.join(directory, CACHE_NAME),
+                     os.path.join(directory, LEDGER_NAME), os.path.join(directory, LOCK_NAME)):
             if remove_file(path):
                 report.removed.append(tilde(path))
         for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME) + OPENCODE_CONFIG_NAMES) + \

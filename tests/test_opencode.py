@@ -157,3 +157,17 @@ def test_too_old_opencode_is_refused(home, workspace, logged_in, home_bin):
     assert proc.returncode == 1
     assert "OpenCode 1.17.0 is too old: fmapi needs 1.18.33 or newer." in proc.stderr
     assert "npm install -g opencode-ai@latest" in proc.stderr
+
+
+def test_uninstall_keeps_plugin_and_helper_while_the_config_cannot_be_cleaned(home, workspace, setup_opencode):
+    setup_opencode()
+    d = config_dir(home)
+    text = (d / "opencode.jsonc").read_text()
+    (d / "opencode.jsonc").write_text(text + "oops")
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode != 0 and "opencode.jsonc is not valid JSON" in proc.stdout + proc.stderr
+    assert (d / "plugins" / "fmapi-databricks.js").exists() and (d / "fmapi-key-helper.sh").exists()
+    (d / "opencode.jsonc").write_text(text)  # fixed: the next uninstall finishes the job
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not d.exists()

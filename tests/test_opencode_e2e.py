@@ -7,6 +7,7 @@ opencode.jsonc back, comments and all."""
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -101,7 +102,8 @@ def test_opencode_answers_with_the_pat_fmapi_minted_then_with_a_renewed_one(work
     workspace.serving_endpoints.append(make_endpoint("databricks-gpt-oss-120b", display_name="GPT OSS 120B"))
     setup_opencode(workspace, logged_in, model)
     pat = cache_of(config_dir)["token"]
-    assert workspace.find_pat(pat)["comment"] == "OpenCode FMAPI (created %s)" % time.strftime("%Y-%m-%d")
+    assert re.fullmatch(r"OpenCode FMAPI \(created %s, #[0-9a-f]{8}\)" % time.strftime("%Y-%m-%d"),
+                        workspace.find_pat(pat)["comment"])
     cli_calls = len(databricks_calls(tmp_path))
     workspace.clear_requests()
 

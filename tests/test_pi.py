@@ -154,3 +154,15 @@ def test_concurrent_requests_after_expiry_mint_one_pat(home, workspace, setup_pi
     new = cache_of(agent_dir)["token"]
     assert outputs == {new + "\n"} and new != old["token"]
     assert len(workspace.requests_to("/api/2.0/token/create")) == 1
+
+
+def test_uninstall_keeps_the_helper_while_models_json_cannot_be_cleaned(home, workspace, setup_pi):
+    setup_pi()
+    d = home / ".pi" / "agent"
+    text = (d / "models.json").read_text()
+    (d / "models.json").write_text(text + "oops")
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode != 0 and (d / "fmapi-key-helper.sh").exists()
+    (d / "models.json").write_text(text)
+    assert run_fmapi("--uninstall", "--yes").returncode == 0
+    assert not d.exists()
