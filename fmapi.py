@@ -5642,6 +5642,7 @@ class OpenCode(Agent):
     pat_comment = "OpenCode FMAPI"
     default_model = "databricks-claude-sonnet-4-6"
     family = ""  # every family, each through its own SDK
+    apis = ("anthropic", "gemini", "responses", "chat")
     min_version = OPENCODE_MIN_VERSION
 
     def ttl(self, lifetime):

@@ -98,6 +98,9 @@ def test_xdg_config_home_is_honoured(home, workspace, setup_opencode, tmp_path):
 
 
 def test_each_family_gets_its_sdk(home, workspace, setup_opencode):
+    from fakeworkspace import make_endpoint
+
+    workspace.serving_endpoints.append(make_endpoint("databricks-gpt-oss-120b", display_name="GPT OSS 120B"))
     for model, npm, path in (("databricks-gpt-5-2", "@ai-sdk/openai", "/serving-endpoints"),
                              ("databricks-gemini-3-pro", "@ai-sdk/google", "/serving-endpoints/gemini/v1beta"),
                              ("databricks-gpt-oss-120b", "@ai-sdk/openai-compatible", "/serving-endpoints")):
