@@ -167,7 +167,7 @@ def test_models_lists_chat_endpoints_first_and_marks_the_configured(home, worksp
     row = {line[2:].split()[0]: line for line in lines[1:]}
     assert row["team-sonnet"].startswith("* ") and row["team-sonnet"].rstrip().endswith(" claude,opencode,pi")
     assert row["databricks-claude-opus-4-6"].startswith("* ")
-    assert row["databricks-gpt-5-2"].startswith("  ") and row["databricks-gpt-5-2"].rstrip().endswith(" codex,copilot,pi")
+    assert row["databricks-gpt-5-2"].startswith("  ") and row["databricks-gpt-5-2"].rstrip().endswith(" codex,copilot,opencode,pi")
     assert "NOT_READY" in row[NOT_READY_ENDPOINT]
 
 
