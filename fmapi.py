@@ -23,10 +23,11 @@ How this file reads, top to bottom:
   11. Gemini CLI
   12. Pi
   13. GitHub Copilot CLI
-  14. Dependencies (installing agents and the Databricks CLI)
-  15. The terminal: prompts and the arrow-key selector
-  16. Commands: setup, token, uninstall, gemini, copilot; 16b: models, status, doctor
-  17. Command line and main()
+  14. OpenCode
+  15. Dependencies (installing agents and the Databricks CLI)
+  16. The terminal: prompts and the arrow-key selector
+  17. Commands: setup, token, uninstall, gemini, copilot; 17b: models, status, doctor
+  18. Command line and main()
 
 Standard library only. Only the modules the token helper's cache-hit path needs are
 imported at the top; everything else is imported where it is used, so that an agent
@@ -225,7 +226,7 @@ def os_error_text(exc, where=None, doing=None):
 
 
 # --------------------------------------------------------------------------------------
-# 3. Files: atomic writes, JSON, backups
+# 3. Files: atomic writes, JSON (also with comments), backups
 # --------------------------------------------------------------------------------------
 
 
@@ -1012,16 +1013,19 @@ def apply_json_edits(path, edits, previous=None):
 
 
 def undo_json_edits(undo, report):
-    """Put back what ``apply_json_edits`` changed, keeping what the user changed since."""
+    """Put back what ``apply_json_edits`` changed, keeping what the user changed since.
+
+    False (with the reason in ``report.failed``) when the file could not be read as JSON.
+    """
     path = undo["file"]
     try:
         text, _ = read_jsonc_file(path)
     except UnparsableFile as exc:
         names = ", ".join(".".join(m["path"]) for m in undo.get("members") or [])
-        report.failed.append("%s; remove %s by hand" % (exc.message.rstrip("."), names))
-        return
+        report.failed.append("%s; remove %s by hand, then run fmapi --uninstall again" % (exc.message.rstrip("."), names))
+        return False
     if text is None:
-        return
+        return True
     new = text
     for member in reversed(undo.get("members") or []):
         keys = tuple(member["path"])
@@ -1038,13 +1042,14 @@ def undo_json_edits(undo, report):
             if found is not None and found["value"] == {}:
                 new = jsonc_remove(new, tuple(parent))
     if new == text:
-        return
+        return True
     if undo.get("created") and jsonc_load(new) == {}:
         remove_file(os.path.realpath(path))
         report.removed.append(tilde(path) + " (fmapi created it)")
     else:
         write_in_place(path, new)
         report.removed.append("fmapi's settings from %s (earlier values restored)" % tilde(path))
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -5428,6 +5433,7 @@ class Pi(Agent):
         return [record]
 
     def unconfigure(self, record, report):
+        """models.json first; the helper goes only once models.json no longer names it (else False)."""
         directory = record["dir"]
         models_undo, settings_undo = record.get("models_undo"), record.get("settings_undo")
         if not models_undo:  # an install the registry lost: fmapi's provider, and the defaults that select it
@@ -5442,7 +5448,9 @@ class Pi(Agent):
             if settings.get("defaultProvider") == PI_PROVIDER_ID:
                 members.append({"path": ["defaultModel"], "written": settings.get("defaultModel")})
             settings_undo = {"file": self.settings_path(record), "created": True, "members": members}
-        undo_json_edits(models_undo, report)
+        if not undo_json_edits(models_undo, report):
+            report.kept.append("%s, so that Pi still starts: models.json names it" % tilde(self.helper_path(record)))
+            return False
         undo_json_edits(settings_undo, report)
         for name in (HELPER_NAME,) + TOKEN_FILES:
             if remove_file(os.path.join(directory, name)):
@@ -5571,6 +5579,12 @@ def run_copilot(argv):
     env.update(agent.env_for(record))
     if record.get("config_env") == agent.config_env and not os.environ.get(agent.config_env):
         env[agent.config_env] = record["dir"]  # an install made with COPILOT_HOME set: Copilot reads that home
+    # Copilot 1.0.102 also reads a provider registry (cli-main.js: $COPILOT_PROVIDERS_CONFIG, else
+    # providers.json in its home); one there may be chosen over the environment.
+    registry = os.environ.get("COPILOT_PROVIDERS_CONFIG", "").strip() or os.path.join(record["dir"], "providers.json")
+    if os.path.exists(registry):
+        warn("Copilot CLI also reads providers from %s and may use those instead of the Databricks provider "
+             "fmapi sets; if Copilot does not answer from Databricks, move that file aside." % tilde(registry))
     exec_agent(agent, path, argv, env)
 
 
@@ -5578,7 +5592,198 @@ register(Copilot())
 
 
 # --------------------------------------------------------------------------------------
-# 14. Dependencies: installing agents and the Databricks CLI
+# 14. OpenCode
+#
+# OpenCode (npm opencode-ai) merges its global config from $XDG_CONFIG_HOME/opencode
+# (default ~/.config/opencode): config.json, then opencode.json, then opencode.jsonc, each
+# JSON with comments; it updates the first of opencode.jsonc, opencode.json, config.json
+# that exists (opencode.jsonc when none does), and so does fmapi. There fmapi adds one
+# provider (the bundled AI SDK package of the model's family) and selects it with `model`
+# and `small_model` (without small_model, title requests go to a model the workspace lacks).
+# A provider's key is read once, so the key comes from a plugin instead: OpenCode loads
+# every plugins/*.js of that directory, and the plugin's `chat.headers` hook, called before
+# each model request (session/llm: plugin.trigger("chat.headers", {model, provider, ...},
+# {headers})), runs fmapi's helper and sets the Authorization: Bearer header (and the key
+# header of the Anthropic and Google SDKs) over the placeholder key in the config.
+# --------------------------------------------------------------------------------------
+
+OPENCODE_PROVIDER_ID = "databricks-fmapi"
+OPENCODE_CONFIG_NAMES = ("opencode.jsonc", "opencode.json", "config.json")  # the one OpenCode itself updates
+OPENCODE_PLUGIN = os.path.join("plugins", "fmapi-databricks.js")
+OPENCODE_PLACEHOLDER_KEY = "set-by-the-fmapi-plugin"  # the SDKs need a key; the plugin replaces it per request
+# The oldest version verified here: fmapi relies on plugins/*.js loading and the chat.headers hook,
+# and no release note it could read names the version that brought both.
+OPENCODE_MIN_VERSION = (1, 18, 33)
+OPENCODE_SDK = {  # model family -> (bundled AI SDK package, base path under the workspace)
+    "anthropic": ("@ai-sdk/anthropic", ANTHROPIC_PATH + "/v1"),
+    "responses": ("@ai-sdk/openai", CODEX_BASE_PATH),
+    "chat": ("@ai-sdk/openai-compatible", CODEX_BASE_PATH),
+    "gemini": ("@ai-sdk/google", GEMINI_BASE_PATH + "/v1beta"),
+}
+OPENCODE_PLUGIN_TEXT = """\
+// Databricks FMAPI for OpenCode, written by fmapi %(version)s. Do not edit: re-run fmapi to
+// change it, `fmapi --uninstall` to remove it. Before each request to the %(provider)s
+// provider it runs fmapi's helper and sends the token it prints (never stored here).
+import { execFile } from "node:child_process"
+
+const HELPER = %(helper)s
+const PROVIDER = %(provider_json)s
+
+function token() {
+  return new Promise((resolve, reject) => {
+    execFile(HELPER, [], { encoding: "utf8", timeout: 60000 }, (error, stdout, stderr) => {
+      const key = (stdout || "").trim()
+      if (error || !key) reject(new Error((stderr || "").trim() || "fmapi's token helper failed: " + error))
+      else resolve(key)
+    })
+  })
+}
+
+export const FmapiDatabricks = async () => ({
+  "chat.headers": async (input, output) => {
+    if (!input.model || input.model.providerID !== PROVIDER) return
+    const key = await token()
+    output.headers["Authorization"] = "Bearer " + key
+    const npm = input.model.api && input.model.api.npm
+    if (npm === "@ai-sdk/anthropic") output.headers["x-api-key"] = key
+    if (npm === "@ai-sdk/google") output.headers["x-goog-api-key"] = key
+  },
+})
+"""
+
+
+class OpenCode(Agent):
+    name = "opencode"
+    title = "OpenCode"
+    command = "opencode"
+    npm_package = "opencode-ai"
+    pat_comment = "OpenCode FMAPI"
+    default_model = "databricks-claude-sonnet-4-6"
+    family = ""  # every family, each through its own SDK
+    apis = ("anthropic", "gemini", "responses", "chat")
+    min_version = OPENCODE_MIN_VERSION
+
+    def ttl(self, lifetime):
+        """OpenCode keeps no key: the plugin runs the helper before every request."""
+        return 0
+
+    def install_dir(self, location=None):
+        """$XDG_CONFIG_HOME/opencode, else ~/.config/opencode (OpenCode's global config directory)."""
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        return os.path.join(os.path.abspath(base), "opencode")
+
+    def config_path(self, record):
+        if record.get("config"):
+            return record["config"]
+        for name in OPENCODE_CONFIG_NAMES:
+            path = os.path.join(record["dir"], name)
+            if os.path.lexists(path):
+                return path
+        return os.path.join(record["dir"], OPENCODE_CONFIG_NAMES[0])
+
+    def plugin_path(self, record):
+        return os.path.join(record["dir"], OPENCODE_PLUGIN)
+
+    def provider(self, record):
+        """fmapi's entry under "provider" in the config."""
+        kind, _ = model_route(record["host"], record["model"])
+        npm, base = OPENCODE_SDK[kind]
+        header, value = CODING_AGENT_HEADER
+        return {
+            "npm": npm,
+            "name": "Databricks FMAPI",
+            "options": {"baseURL": record["host"] + base, "apiKey": OPENCODE_PLACEHOLDER_KEY, "headers": {header: value}},
+            "models": {record["model"]: {"name": record["model"]}},
+        }
+
+    def plugin_text(self, record):
+        return OPENCODE_PLUGIN_TEXT % {"version": __version__, "provider": OPENCODE_PROVIDER_ID,
+                                       "helper": json.dumps(self.helper_path(record)),
+                                       "provider_json": json.dumps(OPENCODE_PROVIDER_ID)}
+
+    def check(self, record):
+        path = self.config_path(record)
+        _, data = read_jsonc_file(path)
+        if "provider" in data and not isinstance(data["provider"], dict):
+            raise FmapiError("%s: \"provider\" is %s, not an object; fmapi left the file untouched."
+                             % (tilde(path), json.dumps(data["provider"])),
+                             fix="Fix it (OpenCode expects an object there), then re-run fmapi.")
+
+    def configure(self, record, previous):
+        previous = previous or {}
+        record = dict(record, config=self.config_path(record))
+        self.check(record)
+        write_helper(self.helper_path(record), self.token_spec(record), self.title)
+        write_atomic(self.plugin_path(record), self.plugin_text(record), 0o600)
+        selected = "%s/%s" % (OPENCODE_PROVIDER_ID, record["model"])
+        undo = apply_json_edits(record["config"], [(("provider", OPENCODE_PROVIDER_ID), self.provider(record), True),
+                                                   (("model",), selected, False), (("small_model",), selected, False)],
+                                previous.get("config_undo"))
+        for key in ("OPENCODE_CONFIG", "OPENCODE_CONFIG_DIR", "OPENCODE_CONFIG_CONTENT"):
+            if os.environ.get(key):
+                warn("%s is set in your environment; its settings may override fmapi's in %s." % (key, tilde(record["config"])))
+        return dict(record, settings=record["config"], config_undo=undo)
+
+    def discover(self):
+        directory = self.install_dir()
+        record = {"agent": self.name, "dir": directory}
+        if not any(os.path.exists(p) for p in (os.path.join(directory, HELPER_NAME), os.path.join(directory, CACHE_NAME),
+                                                 self.plugin_path(record))):
+            return []
+        record["settings"] = self.config_path(record)
+        spec = spec_from_helper(os.path.join(directory, HELPER_NAME))
+        if spec and spec.agent == self.name:
+            record.update(host=spec.host, profile=spec.profile, lifetime_days=spec.lifetime_days, cli=spec.cli,
+                          auth=spec.auth, config_file=spec.config_file)
+        return [record]
+
+    def unconfigure(self, record, report):
+        """The config first; the plugin and helper go only once it no longer names the provider (else False)."""
+        directory = record["dir"]
+        undo = record.get("config_undo")
+        if not undo:  # an install the registry lost: fmapi's provider, and the keys that select it
+            path = self.config_path(record)
+            try:
+                data = read_jsonc_file(path)[1]
+            except UnparsableFile:
+                data = {}
+            members = [{"path": ["provider", OPENCODE_PROVIDER_ID], "owned": True, "parents": [["provider"]]}]
+            for key in ("model", "small_model"):
+                if str(data.get(key, "")).startswith(OPENCODE_PROVIDER_ID + "/"):
+                    members.append({"path": [key], "written": data[key]})
+            undo = {"file": path, "members": members}
+        if not undo_json_edits(undo, report):
+            report.kept.append("%s and %s, so that OpenCode still starts: %s names the provider"
+                               % (tilde(self.plugin_path(record)), tilde(self.helper_path(record)), tilde(undo["file"])))
+            return False
+        for path in (self.plugin_path(record), os.path.join(directory, HELPER_NAME), os.path.join(directory, CACHE_NAME),
+                     os.path.join(directory, LEDGER_NAME), os.path.join(directory, LOCK_NAME)):
+            if remove_file(path):
+                report.removed.append(tilde(path))
+        for leftover in leftover_temp_files(directory, (HELPER_NAME, CACHE_NAME) + OPENCODE_CONFIG_NAMES) + \
+                leftover_temp_files(os.path.dirname(self.plugin_path(record)), (os.path.basename(OPENCODE_PLUGIN),)):
+            remove_file(leftover)
+            report.removed.append(tilde(leftover))
+        for empty in (os.path.dirname(self.plugin_path(record)), directory):
+            try:
+                os.rmdir(empty)  # only when nothing else is left in it
+            except OSError:
+                pass
+
+    def finish_message(self, record):
+        text = ("Done. OpenCode now talks to %s (model %s/%s, in %s).\n"
+                "Run `opencode` for an interactive session, or `opencode run \"...\"` for a single task."
+                % (record["host"], OPENCODE_PROVIDER_ID, record["model"], tilde(record["config"])))
+        if os.environ.get("XDG_CONFIG_HOME"):
+            text += "\nOpenCode finds this setup while XDG_CONFIG_HOME=%s is set, as it is now." % tilde(os.path.dirname(record["dir"]))
+        return text
+
+
+register(OpenCode())
+
+
+# --------------------------------------------------------------------------------------
+# 15. Dependencies: installing agents and the Databricks CLI
 # --------------------------------------------------------------------------------------
 
 CLAUDE_INSTALL = "curl -fsSL https://claude.ai/install.sh | bash"
@@ -5677,7 +5882,7 @@ def check_version(agent, path):
 
 
 # --------------------------------------------------------------------------------------
-# 15. The terminal: prompts and the arrow-key selector
+# 16. The terminal: prompts and the arrow-key selector
 # --------------------------------------------------------------------------------------
 
 
@@ -5761,7 +5966,7 @@ def select(label, options, default=0):
 
 
 # --------------------------------------------------------------------------------------
-# 16. Commands: setup, token, uninstall
+# 17. Commands: setup, token, uninstall
 # --------------------------------------------------------------------------------------
 
 HTTPS_MESSAGE = "Workspace URL must start with https://"
@@ -6456,7 +6661,7 @@ def cmd_reauth(args):
 
 
 # --------------------------------------------------------------------------------------
-# 16b. Seeing a setup: models, status, doctor
+# 17b. Seeing a setup: models, status, doctor
 #
 # They only read: they never write a file nor mint a token themselves (doctor runs each
 # helper as the agent would, which renews its PAT when it is due). Their --json objects
@@ -7152,12 +7357,12 @@ def cmd_doctor(args):
 
 
 # --------------------------------------------------------------------------------------
-# 17. Command line and main()
+# 18. Command line and main()
 # --------------------------------------------------------------------------------------
 
 DESCRIPTION = (
-    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI, GitHub Copilot CLI, Pi) to use models served by "
-    "Databricks Foundation Model API, with short-lived tokens that renew by themselves."
+    "Set up coding agents (Claude Code, OpenAI Codex, Gemini CLI, GitHub Copilot CLI, OpenCode, Pi) to use models "
+    "served by Databricks Foundation Model API, with short-lived tokens that renew by themselves."
 )
 EPILOG = """\
 examples:
@@ -7166,6 +7371,7 @@ examples:
   fmapi setup --agent codex               set up OpenAI Codex
   fmapi setup --agent gemini              set up Gemini CLI, then start it with: fmapi gemini
   fmapi setup --agent copilot             set up GitHub Copilot CLI, then start it with: fmapi copilot
+  fmapi setup --agent opencode            set up OpenCode (a plugin runs its helper before every request)
   fmapi setup --agent pi                  set up Pi (its helper runs before every request)
   fmapi token                             print the current token of the ~/.claude install
   fmapi status                            list installs and their tokens

@@ -1074,6 +1074,12 @@ class FakeWorkspace:
         frames.append((None, {"id": cid, "object": "chat.completion.chunk", "created": created,
                               "model": model, "choices": [{"index": 0, "delta": {},
                                                            "finish_reason": "stop"}]}))
+        if (obj.get("stream_options") or {}).get("include_usage"):
+            # OpenAI's stream_options.include_usage: one last chunk, no choices, the usage
+            frames.append((None, {"id": cid, "object": "chat.completion.chunk", "created": created,
+                                  "model": model, "choices": [],
+                                  "usage": {"prompt_tokens": inp, "completion_tokens": out,
+                                            "total_tokens": inp + out}}))
         resp = _sse(frames)
         resp.body += b"data: [DONE]\n\n"
         resp.frames.append("data: [DONE]\n\n")

@@ -98,3 +98,21 @@ def test_too_old_copilot_is_refused(home, workspace, logged_in, home_bin):
     assert "GitHub Copilot CLI 1.0.40 is too old: fmapi needs 1.0.102 or newer." in proc.stderr
     assert "npm install -g @github/copilot@latest" in proc.stderr
     assert not workspace.requests_to("/api/2.0/token/create")
+
+
+def test_launcher_with_a_dead_session_says_what_to_run_and_does_not_start_copilot(home, workspace, logged_in, setup_copilot):
+    from conftest import expire_cached_pat, expire_cli_session
+
+    setup_copilot()
+    expire_cached_pat(workspace, home / ".copilot")
+    expire_cli_session(home, workspace)
+    proc = run_fmapi("copilot", "-p", "hi")
+    assert proc.returncode != 0 and "args:" not in proc.stdout
+    assert "databricks auth login --host %s --profile %s" % (workspace.url, logged_in) in proc.stderr
+
+
+def test_launcher_warns_about_copilots_own_provider_registry(home, workspace, setup_copilot):
+    setup_copilot()
+    (home / ".copilot" / "providers.json").write_text('{"providers": []}\n')
+    proc = run_fmapi("copilot")
+    assert proc.returncode == 0 and "providers.json" in proc.stderr

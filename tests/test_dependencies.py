@@ -89,3 +89,17 @@ def test_installers_run_with_the_users_umask_not_fmapis(tmp_path, monkeypatch):
     out = tmp_path / "umask"
     fmapi.run_installer("a test", "umask > '%s'" % out)
     assert out.read_text().strip() == "0022"  # what npm, brew or curl|bash would create files with
+
+
+@pytest.mark.parametrize("agent, package, version", [
+    ("opencode", "opencode-ai", "1.18.33"),
+    ("copilot", "@github/copilot", "GitHub Copilot CLI 1.0.102."),
+    ("pi", "@earendil-works/pi-coding-agent", "1.6.0"),
+])
+def test_a_missing_npm_agent_is_installed_from_its_npm_package(home, workspace, logged_in, bare_path, mocker, agent,
+                                                                package, version):
+    bare_path(with_databricks=True)
+    stub = "#!/bin/sh\necho '%s'\n" % version
+    installer = mocker.patch.object(fmapi, "run_installer", side_effect=installs_into_local_bin(home, agent, stub))
+    assert fmapi.main(["setup", "--agent", agent, "--yes", "--host", workspace.url, "--profile", logged_in]) == 0
+    installer.assert_called_once_with(fmapi.AGENTS[agent].title, "npm install -g %s" % package)

@@ -165,9 +165,9 @@ def test_models_lists_chat_endpoints_first_and_marks_the_configured(home, worksp
     assert names.index("databricks-gpt-5-2") < names.index(EMBEDDINGS_ENDPOINT)
     assert names.index(NOT_READY_ENDPOINT) < names.index(EMBEDDINGS_ENDPOINT)
     row = {line[2:].split()[0]: line for line in lines[1:]}
-    assert row["team-sonnet"].startswith("* ") and row["team-sonnet"].rstrip().endswith(" claude,pi")
+    assert row["team-sonnet"].startswith("* ") and row["team-sonnet"].rstrip().endswith(" claude,opencode,pi")
     assert row["databricks-claude-opus-4-6"].startswith("* ")
-    assert row["databricks-gpt-5-2"].startswith("  ") and row["databricks-gpt-5-2"].rstrip().endswith(" codex,copilot,pi")
+    assert row["databricks-gpt-5-2"].startswith("  ") and row["databricks-gpt-5-2"].rstrip().endswith(" codex,copilot,opencode,pi")
     assert "NOT_READY" in row[NOT_READY_ENDPOINT]
 
 
@@ -183,7 +183,7 @@ def test_models_json_shape_and_agent_filter(home, workspace, logged_in, stubs):
         assert set(row) == keys
     by_name = {row["name"]: row for row in data["endpoints"]}
     assert by_name["databricks-gpt-5-2"]["configured"] == ["codex.model"]
-    assert by_name["databricks-gpt-5-2"]["agents"] == ["codex", "copilot", "pi"]
+    assert by_name["databricks-gpt-5-2"]["agents"] == ["codex", "copilot", "opencode", "pi"]
     assert by_name[EMBEDDINGS_ENDPOINT]["agents"] == [] and by_name[EMBEDDINGS_ENDPOINT]["apis"] == []
     assert by_name[NOT_READY_ENDPOINT]["ready"] is False
     only = json.loads(run_fmapi("models", "--agent", "gemini", "--json").stdout)

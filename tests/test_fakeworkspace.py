@@ -259,6 +259,23 @@ def test_gemini_stream(workspace, oauth):
     assert plain == data
 
 
+def test_chat_completions_stream(workspace, oauth):
+    """OpenAI chat completions (OpenCode's openai-compatible SDK, Copilot's completions wire API)."""
+    req = {"model": "databricks-claude-sonnet-4-6", "stream": True, "stream_options": {"include_usage": True},
+           "messages": [{"role": "user", "content": "hi"}]}
+    st, hdrs, body = call(workspace, "POST", "/serving-endpoints/chat/completions", req, token=oauth)
+    assert st == 200 and hdrs["content-type"] == "text/event-stream"
+    events = parse_sse(body)
+    assert events[-1] == (None, "[DONE]")
+    chunks = [data for _, data in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == req["model"] for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == workspace.reply_text
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    req.pop("stream_options")
+    assert "usage" not in parse_sse(call(workspace, "POST", "/serving-endpoints/chat/completions", req, token=oauth)[2])[-2][1]
+
+
 def test_body_limits_and_gzip(workspace, oauth):
     big = b"{" + b" " * (6 * 1024 * 1024) + b"}"
     st, _, body = call(workspace, "POST", "/api/2.0/token/create", raw=big, token=oauth)

@@ -136,3 +136,33 @@ def test_too_old_pi_and_too_old_node_are_refused_with_the_fix(home, workspace, l
     assert "Pi needs Node.js 22.19.0 or newer; `node` here is 20.20.2." in proc.stderr
     assert not workspace.requests_to("/api/2.0/token/create")
     assert not (home / ".pi").exists()
+
+
+def test_concurrent_requests_after_expiry_mint_one_pat(home, workspace, setup_pi):
+    """Pi runs the helper before every request, possibly several at once: one renewal serves them all."""
+    import subprocess
+
+    from conftest import expire_cached_pat
+
+    setup_pi()
+    agent_dir = home / ".pi" / "agent"
+    old = expire_cached_pat(workspace, agent_dir)
+    workspace.clear_requests()
+    command = read_json(agent_dir / "models.json")["providers"][ID]["apiKey"][1:]
+    runs = [subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    outputs = {run.communicate(timeout=60)[0] for run in runs}
+    new = cache_of(agent_dir)["token"]
+    assert outputs == {new + "\n"} and new != old["token"]
+    assert len(workspace.requests_to("/api/2.0/token/create")) == 1
+
+
+def test_uninstall_keeps_the_helper_while_models_json_cannot_be_cleaned(home, workspace, setup_pi):
+    setup_pi()
+    d = home / ".pi" / "agent"
+    text = (d / "models.json").read_text()
+    (d / "models.json").write_text(text + "oops")
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode != 0 and (d / "fmapi-key-helper.sh").exists()
+    (d / "models.json").write_text(text)
+    assert run_fmapi("--uninstall", "--yes").returncode == 0
+    assert not d.exists()

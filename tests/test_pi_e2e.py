@@ -137,3 +137,44 @@ def test_uninstall_gives_back_the_users_files(workspace, logged_in, agent_dir, p
     assert (agent_dir / "settings.json").read_text() == USER_SETTINGS
     assert not (agent_dir / "fmapi-key-helper.sh").exists() and not (agent_dir / ".fmapi-pat-cache").exists()
     assert not workspace.pats_with_comment_prefix("Pi FMAPI")
+
+
+def test_dead_session_fails_visibly_and_fmapi_token_says_what_to_run(workspace, logged_in, home, agent_dir, pi, tmp_path):
+    from conftest import expire_cli_session
+
+    setup_pi(workspace, logged_in, "databricks-gpt-5-2")
+    expire_cached_pat(workspace, agent_dir)
+    expire_cli_session(home, workspace)
+    workspace.clear_requests()
+
+    proc = run_pi(pi, tmp_path)
+
+    assert proc.returncode != 0 and REPLY not in proc.stdout, show(proc, workspace)
+    assert 'Failed to resolve API key for provider "databricks-fmapi"' in proc.stdout + proc.stderr, show(proc, workspace)
+    assert not workspace.requests_to("/serving-endpoints/")  # no stale or foreign key went out
+    token = run_fmapi("token", "--agent", "pi")
+    assert token.returncode != 0 and token.stdout == ""
+    assert "databricks auth login --host %s --profile %s" % (workspace.url, logged_in) in token.stderr
+
+
+def test_oauth_mode_pi_sends_the_profiles_oauth_token_then_a_refreshed_one(workspace, logged_in, agent_dir, pi, tmp_path):
+    """`--auth oauth` (issue 11): the same helper serves the profile's OAuth access token; Pi needs nothing else."""
+    from conftest import age_cache
+
+    model = "databricks-claude-sonnet-4-6"
+    workspace.reply_text = REPLY
+    setup_pi(workspace, logged_in, model, "--auth", "oauth")
+    first = cache_of(agent_dir)["token"]
+    assert workspace.credential_kind(first) == "oauth" and not workspace.tokens  # no PAT at all
+    workspace.clear_requests()
+
+    assert_answered_with(workspace, run_pi(pi, tmp_path), first, model)
+
+    age_cache(agent_dir, 10)  # the cached access token is about to expire
+    workspace.clear_requests()
+    proc = run_pi(pi, tmp_path)
+
+    second = cache_of(agent_dir)["token"]
+    assert second != first and workspace.credential_kind(second) == "oauth"
+    assert_answered_with(workspace, proc, second, model)
+    assert not workspace.tokens
