@@ -141,6 +141,34 @@ class SessionExpired(FmapiError):
         self.profile = profile
 
 
+# Colour marks headings, warnings and errors, and only where a person sees it: the stream
+# is a terminal, NO_COLOR (https://no-color.org) is unset or empty, and TERM is set and not
+# "dumb". Everything else fmapi prints is plain text, so logs and pipes get no escape codes.
+STYLES = {"heading": "1", "warning": "33", "error": "31"}  # SGR: bold, yellow, red
+
+
+def fancy_terminal():
+    """True when TERM names a terminal that takes escape sequences (not unset, not dumb)."""
+    return os.environ.get("TERM", "") not in ("", "dumb")
+
+
+def colour_on(stream):
+    """True when ``stream`` should get colour: a terminal, no NO_COLOR, a TERM that is not dumb."""
+    if os.environ.get("NO_COLOR") or not fancy_terminal():
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def paint(text, style, stream):
+    """``text`` in ``style`` (a STYLES key) when ``stream`` takes colour, else unchanged."""
+    if not text or not colour_on(stream):
+        return text
+    return "\x1b[%sm%s\x1b[0m" % (STYLES[style], text)
+
+
 def say(text=""):
     """A line on stdout. A reader that went away (`fmapi status | head -1`) ends the output,
     not the work: the rest goes to /dev/null and fmapi finishes what it was doing."""
@@ -179,11 +207,21 @@ def trace(text):
 
 
 def warn(text):
-    print("fmapi: warning: " + text, file=sys.stderr, flush=True)
+    WARNINGS.append(text)
+    print(paint("fmapi: warning:", "warning", sys.stderr) + " " + text, file=sys.stderr, flush=True)
+
+
+WARNINGS = []  # every warning of this run, in order: setup repeats them in its closing message
+
+
+def error_text(text):
+    """An error's lines for stderr: the first ("fmapi: ...") in the error colour."""
+    first, _, rest = text.partition("\n")
+    return paint(first, "error", sys.stderr) + ("\n" + rest if rest else "")
 
 
 def step(number, total, title):
-    say("\n[%d/%d] %s" % (number, total, title))
+    say("\n" + paint("[%d/%d] %s" % (number, total, title), "heading", sys.stdout))
 
 
 def _free_space(path):
@@ -3580,7 +3618,7 @@ def launch_token(agent, spec, announce=True):
         try:
             token, replaced = obtain_token(spec)
         except SessionExpired:
-            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            if not can_ask():
                 raise
             sign_in(spec.host, spec.profile, spec.cli, spec.config_file)
             token, replaced = obtain_token(spec)
@@ -5660,20 +5698,111 @@ def check_version(agent, path):
 
 # --------------------------------------------------------------------------------------
 # 15. The terminal: prompts and the arrow-key selector
+#
+# Prompts read and write the user's terminal, /dev/tty, whatever stdin and stdout are, so
+# `fmapi | tee setup.log` still asks (and the log gets fmapi's output, not the questions).
+# fmapi asks only when stdin is a terminal too: `fmapi < answers` and tests never block.
+# Escape sequences (cursor moves, bold) only where TERM takes them; on TERM=dumb the
+# selector is a numbered list answered with a line. Colour is section 2's business.
 # --------------------------------------------------------------------------------------
 
+_TTY = []  # [fd of /dev/tty] once opened, [None] when there is none
 
-def ask_text(label, default=None, validate=None):
-    """Ask on the terminal until the answer is valid; Enter takes ``default``."""
-    while True:
-        suffix = " [%s]" % default if default else ""
+
+def tty_fd():
+    """The file descriptor of /dev/tty opened read-write (once), or None without a terminal."""
+    if not _TTY:
         try:
-            answer = input("%s%s: " % (label, suffix)).strip()
-        except EOFError:
-            raise FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.") from None
+            _TTY.append(os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0)))
+        except OSError:
+            _TTY.append(None)
+    return _TTY[0]
+
+
+def can_ask():
+    """True when fmapi may ask questions: stdin is a terminal and /dev/tty opens."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and tty_fd() is not None
+    except (ValueError, OSError):
+        return False
+
+
+def _tty_encoding():
+    import locale
+
+    return getattr(sys.stdin, "encoding", None) or locale.getpreferredencoding(False) or "utf-8"
+
+
+def tty_write(text):
+    """Write ``text`` to the terminal (nothing when there is none)."""
+    fd = tty_fd()
+    if fd is None:
+        return
+    data = text.encode(_tty_encoding(), "replace")
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def tty_readline():
+    """One line typed at the terminal, without its newline; None when input ended (Ctrl-D)."""
+    fd = tty_fd()
+    if fd is None:
+        return None
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1024)
+        if not chunk:  # Ctrl-D: on an empty line, the end; after some text, that text
+            if data:
+                break
+            return None
+        data += chunk
+    return data.decode(_tty_encoding(), "replace").rstrip("\r\n")
+
+
+def terminal_columns():
+    """Width of the terminal in columns (80 when unknown)."""
+    fd = tty_fd()
+    try:
+        columns = os.get_terminal_size(fd).columns if fd is not None else 0
+    except OSError:
+        columns = 0
+    return columns if columns > 0 else 80
+
+
+def clip(text, width):
+    """``text`` cut to ``width`` characters, ending in an ellipsis when it was longer."""
+    if len(text) <= width:
+        return text
+    ellipsis = "\u2026"
+    try:
+        ellipsis.encode(_tty_encoding())
+    except (UnicodeError, LookupError):
+        ellipsis = "..."
+    return text[:max(0, width - len(ellipsis))] + ellipsis
+
+
+def _input_ended(label):
+    tty_write("\n")  # Ctrl-D leaves the cursor after the prompt: the message starts a line of its own
+    return FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.")
+
+
+def ask_text(label, default=None, validate=None, hint=None):
+    """Ask at the terminal until the answer is valid; Enter takes ``default``.
+
+    ``hint`` (an example, or what the answer is for) is shown in parentheses after the label.
+    ``validate`` turns the text into the answer or raises FmapiError, whose message is shown
+    before asking again. FmapiError when input ends (Ctrl-D); KeyboardInterrupt on Ctrl-C.
+    """
+    prompt = label + (" (%s)" % hint if hint else "") + (" [%s]" % default if default else "") + ": "
+    while True:
+        tty_write(prompt)
+        answer = tty_readline()
+        if answer is None:
+            raise _input_ended(label)
+        answer = answer.strip()
         if not answer:
             if not default:
-                say("  Please enter a value.")
+                tty_write("  Please enter a value.\n")
                 continue
             answer = default
         if validate is None:
@@ -5681,52 +5810,90 @@ def ask_text(label, default=None, validate=None):
         try:
             return validate(answer)
         except FmapiError as exc:
-            say("  " + exc.message)
+            tty_write("  %s\n" % exc.message)
+
+
+def _select_by_number(label, options, default):
+    """select() on a terminal without escape sequences (TERM=dumb): a numbered list, a line."""
+    tty_write("%s:\n" % label)
+    for i, option in enumerate(options):
+        tty_write("  %d) %s\n" % (i + 1, option))
+    while True:
+        tty_write("Choose 1-%d, q cancels [%d]: " % (len(options), default + 1))
+        answer = tty_readline()
+        if answer is None:
+            raise _input_ended(label)
+        answer = answer.strip().lower()
+        if answer in ("q", "quit"):
+            raise KeyboardInterrupt
+        if not answer:
+            return default
+        if answer.isdigit() and 1 <= int(answer) <= len(options):
+            return int(answer) - 1
+        tty_write("  Please enter a number from 1 to %d.\n" % len(options))
 
 
 def select(label, options, default=0):
-    """An arrow-key selector: up/down (or k/j, or a digit) moves, Enter chooses.
+    """An arrow-key selector at the terminal; returns the index chosen.
 
-    The terminal is always restored, also on Ctrl-C (which propagates as KeyboardInterrupt).
+    Keys: up/down or k/j move, a digit jumps to that row, Enter chooses, Esc or q cancels
+    (KeyboardInterrupt, like Ctrl-C). Rows longer than the terminal is wide are cut with an
+    ellipsis, so redrawing never wraps; after the choice only "label: choice" stays. The
+    terminal is always restored. On TERM=dumb: a numbered list answered with a line.
     """
     import select as select_module
     import termios
     import tty
 
-    fd = sys.stdin.fileno()
-    out = sys.stdout
+    fd = tty_fd()
+    if fd is None:
+        raise FmapiError("no terminal to ask '%s' at." % label, fix="Pass it as a flag; see fmapi --help.")
+    if not fancy_terminal():
+        index = _select_by_number(label, options, default)
+        tty_write("  %s: %s\n" % (label, options[index]))
+        return index
+    width = terminal_columns() - 1  # never the last column: some terminals wrap there
+    keys = "up/down or j/k move, 1-%d jumps, Enter chooses, Esc or q cancels" % len(options) if len(options) > 1 \
+        else "Enter chooses, Esc or q cancels"
+    header = ["%s:" % label, "  (%s)" % keys]
+    header_lines = sum(max(1, -(-len(line) // (width + 1))) for line in header)  # as the terminal wraps them
     index = default
     saved = termios.tcgetattr(fd)
 
     def draw(first):
-        if not first:
-            out.write("\x1b[%dA" % len(options))
+        text = "" if first else "\x1b[%dA" % len(options)
         for i, option in enumerate(options):
-            line = ("  \x1b[1m> %s\x1b[0m" if i == index else "    %s") % option
-            out.write("\r\x1b[2K" + line + "\n")
-        out.flush()
+            row = clip(("> " if i == index else "  ") + option, width - 2)
+            text += "\r\x1b[2K  " + ("\x1b[1m%s\x1b[0m" % row if i == index else row) + "\n"
+        tty_write(text)
 
-    out.write("%s (up/down, Enter):\n" % label)
+    tty_write("\n".join(header) + "\n")
     try:
         tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: keys typed ahead still count
-        out.write("\x1b[?25l")
+        tty_write("\x1b[?25l")
         draw(True)
         while True:
             key = os.read(fd, 1)
             if key in (b"\r", b"\n"):
                 break
-            if key == b"":
-                raise FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.")
+            if key in (b"", b"\x04"):
+                raise _input_ended(label)
             if key == b"\x03":
                 raise KeyboardInterrupt
             if key == b"\x1b":
                 seq = b""
-                while len(seq) < 2 and select_module.select([fd], [], [], 0.1)[0]:
+                while len(seq) < 8 and select_module.select([fd], [], [], 0.05)[0]:
                     seq += os.read(fd, 1)
-                if seq in (b"[A", b"OA"):
+                    if seq[-1:].isalpha() or seq[-1:] == b"~":
+                        break
+                if not seq:  # Esc alone
+                    raise KeyboardInterrupt
+                if seq[:1] in (b"[", b"O") and seq.endswith(b"A"):
                     index = (index - 1) % len(options)
-                elif seq in (b"[B", b"OB"):
+                elif seq[:1] in (b"[", b"O") and seq.endswith(b"B"):
                     index = (index + 1) % len(options)
+            elif key in (b"q", b"Q"):
+                raise KeyboardInterrupt
             elif key in (b"k", b"K"):
                 index = (index - 1) % len(options)
             elif key in (b"j", b"J"):
@@ -5734,11 +5901,11 @@ def select(label, options, default=0):
             elif key.isdigit() and 1 <= int(key) <= len(options):
                 index = int(key) - 1
             draw(False)
+        # Only the answer stays: up over the rows and the header, clear, one line.
+        tty_write("\x1b[%dA\r\x1b[J%s\n" % (len(options) + header_lines, clip("%s: %s" % (label, options[index]), width)))
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        out.write("\x1b[?25h")
-        out.flush()
-    say("  %s: %s" % (label, options[index]))
+        tty_write("\x1b[?25h")
     return index
 
 
@@ -5808,6 +5975,18 @@ def previous_install(agent, registry, install_dir=None):
     return others[-1] if others else None
 
 
+# What each text prompt shows after its label: the seed README's example or purpose.
+PROMPT_HINTS = {
+    "host": "e.g. https://my-workspace.cloud.databricks.com",
+    "profile": "the Databricks CLI profile to sign in with, e.g. my-workspace",
+    "model": "the primary model, a serving endpoint name",
+    "opus": "for complex tasks",
+    "sonnet": "for lighter tasks",
+    "haiku": "for fast, low-cost tasks",
+    "base_path": "the folder that gets .claude/settings.json, e.g. ~/work/project",
+}
+
+
 def collect_answers(agent, args, registry, interactive):
     """Every setup answer: from flags, else the terminal, else the previous install or defaults."""
     location = getattr(args, "settings_location", None)
@@ -5817,7 +5996,7 @@ def collect_answers(agent, args, registry, interactive):
     if args.host:
         host = normalize_host(args.host)
     elif interactive:
-        host = ask_text("Workspace URL", prev.get("host"), normalize_host)
+        host = ask_text("Workspace URL", prev.get("host"), normalize_host, PROMPT_HINTS["host"])
     elif prev.get("host"):
         host = prev["host"]
     else:
@@ -5836,7 +6015,8 @@ def collect_answers(agent, args, registry, interactive):
     if args.profile:
         profile = profile_for_host(args.profile, host, config_file)
     elif interactive:
-        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host, config_file))
+        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host, config_file),
+                           PROMPT_HINTS["profile"])
     else:
         profile = profile_for_host(profile_default, host, config_file)
 
@@ -5856,7 +6036,7 @@ def collect_answers(agent, args, registry, interactive):
         elif interactive and endpoints:
             answers[key] = pick_model(agent, label, endpoints, default)
         elif interactive:
-            answers[key] = ask_text(label, default)
+            answers[key] = ask_text(label, default, hint=PROMPT_HINTS.get(key))
         else:
             answers[key] = default
     answers["endpoints"] = endpoints
@@ -5869,7 +6049,8 @@ def collect_answers(agent, args, registry, interactive):
             default_index = {"home": 0, "cwd": 1}.get(prev.get("location", "home"), 2)
             picked = select("Settings location", choices, default_index)
             if picked == 2:
-                location = ask_text("Base path", prev.get("location") if default_index == 2 else None, _validate_base_path)
+                location = ask_text("Base path", prev.get("location") if default_index == 2 else None, _validate_base_path,
+                                    PROMPT_HINTS["base_path"])
             else:
                 location = ("home", "cwd")[picked]
         if location is None and prev.get("location") == "cwd" and prev.get("dir"):
@@ -6002,7 +6183,7 @@ def refuse_root_on_foreign_home():
 
 def cmd_setup(args):
     agent = AGENTS[args.agent]
-    interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = not args.yes and can_ask()
     registry = load_registry()
     answers, previous = collect_answers(agent, args, registry, interactive)
     endpoints = answers.pop("endpoints", None)
@@ -6323,7 +6504,7 @@ def cmd_uninstall(args):
         say("Nothing to uninstall.")
         return 0
     refuse_root_on_foreign_home()
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = can_ask()
     say("fmapi found:")
     for record in installs.values():
         say("  - " + describe_install(record))
@@ -7450,13 +7631,14 @@ def main(argv=None):
         quiet_stdout()
         return 128 + signal.SIGPIPE
     except FmapiError as exc:
-        print(exc.render(), file=sys.stderr, flush=True)
+        print(error_text(exc.render()), file=sys.stderr, flush=True)
         return exc.code
     except KeyboardInterrupt:
-        print("\nfmapi: interrupted; files are as they were or complete, never half-written.", file=sys.stderr, flush=True)
+        print("\n" + error_text("fmapi: interrupted; files are as they were or complete, never half-written."),
+              file=sys.stderr, flush=True)
         return 130
     except OSError as exc:  # a file fmapi must write or read: one line, no traceback
-        print(FmapiError(*os_error_text(exc)).render(), file=sys.stderr, flush=True)
+        print(error_text(FmapiError(*os_error_text(exc)).render()), file=sys.stderr, flush=True)
         return 1
 
 
