@@ -3,7 +3,8 @@
 #
 #   ./build.sh             dist/fmapi.pyz           the zipapp: `python3 fmapi.pyz`, Python >= 3.9
 #                          man/fmapi.1              the man page, generated from fmapi.build_parser()
-#                          dist/fmapi-X.Y.Z.tar.gz  the release tarball (pyz + man page)
+#                          dist/completions/        bash, zsh and fish completions, from the parser too
+#                          dist/fmapi-X.Y.Z.tar.gz  the release tarball (pyz, man page, completions)
 #   ./build.sh --release   the same, then points Formula/fmapi.rb (homepage, url, sha256) at
 #                          that tarball
 #
@@ -219,7 +220,12 @@ awk '/^\.SH COMMENTS$/ { print; print ".nf"; keep = 1; next }
      keep && /^\.SH / { print ".fi"; keep = 0 }
      { print }' "$stage/fmapi.1" >man/fmapi.1
 
-# 3. The release tarball: fmapi-X.Y.Z/{fmapi.pyz,man/fmapi.1}, owners and times normalised.
+# 3. Shell completions for bash, zsh and fish, from the same parser (completions/generate.py).
+rm -rf dist/completions
+"$PYTHON" -B completions/generate.py dist/completions
+chmod 644 dist/completions/*
+
+# 4. The release tarball: fmapi-X.Y.Z/{fmapi.pyz,man/fmapi.1,completions/*}, owners and times normalised.
 "$PYTHON" - "dist/$TARBALL" "fmapi-$VERSION" "$SOURCE_DATE_EPOCH" <<'EOF'
 import gzip
 import io
@@ -232,6 +238,10 @@ members = [  # (name in the tarball, file, mode); None is a directory
     (top + "/fmapi.pyz", "dist/fmapi.pyz", 0o755),
     (top + "/man", None, 0o755),
     (top + "/man/fmapi.1", "man/fmapi.1", 0o644),
+    (top + "/completions", None, 0o755),
+    (top + "/completions/fmapi.bash", "dist/completions/fmapi.bash", 0o644),
+    (top + "/completions/_fmapi", "dist/completions/_fmapi", 0o644),
+    (top + "/completions/fmapi.fish", "dist/completions/fmapi.fish", 0o644),
 ]
 with open(target, "wb") as raw:
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=epoch) as gz:
@@ -253,7 +263,7 @@ EOF
 
 SHA256=$("$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "dist/$TARBALL")
 
-# 4. --release: the formula installs exactly this tarball.
+# 5. --release: the formula installs exactly this tarball.
 if [ "$release" = yes ]; then
     if [ "$in_git" = yes ] && { [ -z "$version_epoch" ] || ! git diff --quiet HEAD -- fmapi.py 2>/dev/null; }; then
         echo "build.sh: warning: fmapi.py or its version $VERSION is not committed, so the tag will not" >&2
@@ -280,4 +290,5 @@ fi
 echo "fmapi $VERSION (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 echo "  dist/fmapi.pyz"
 echo "  man/fmapi.1"
+echo "  dist/completions/{fmapi.bash,_fmapi,fmapi.fish}"
 echo "  dist/$TARBALL  sha256 $SHA256"
