@@ -98,7 +98,8 @@ rm -f dist/fmapi.pyz dist/fmapi-*.tar.gz
 # 1. The zipapp. shiv packs a clean folder holding only fmapi.py; its bootstrap extracts
 #    that folder once per build into ~/.shiv. build.sh then swaps the archive's two-line
 #    __main__.py for launcher.py below (same timestamp, nothing else changes), which refuses
-#    Pythons older than MIN_PYTHON with a clear message and lets the bootstrap fall back to a
+#    Pythons older than MIN_PYTHON with a clear message, answers --version without unpacking
+#    anything, and lets the bootstrap fall back to a
 #    private per-user folder in the temporary directory when HOME is read-only.
 cp fmapi.py "$stage/site-packages/fmapi.py"
 chmod 644 "$stage/site-packages/fmapi.py"
@@ -115,6 +116,9 @@ MIN_PYTHON = ($(echo "$MIN_PYTHON" | sed 's/\./, /'))
 if sys.version_info < MIN_PYTHON:
     sys.stderr.write("fmapi: needs Python %d.%d or newer (this is %s).\\n" % (MIN_PYTHON + (sys.version.split()[0],)))
     sys.exit(1)
+if sys.argv[1:] == ["--version"]:  # answered without unpacking the archive
+    sys.stdout.write("fmapi $VERSION\\n")
+    sys.exit(0)
 EOF
 cat >>"$stage/launcher.py" <<'EOF'
 

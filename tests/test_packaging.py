@@ -301,6 +301,17 @@ def test_pyz_runs_under_env_i_with_a_fresh_home(pyz, tmp_path):
     assert [p for p in tree(home) if not p.startswith(".shiv")] == []
 
 
+def test_pyz_version_answers_without_unpacking(pyz, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(home, tmp_path)
+    r = env_i(env, [PYTHON, pyz, "--version"], tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "fmapi %s\n" % VERSION, "")
+    assert tree(home) == [] and tree(env["TMPDIR"]) == []  # no ~/.shiv, no fallback folder
+    with zipfile.ZipFile(pyz) as z:  # the version it answers is the one inside
+        assert '__version__ = "%s"' % VERSION in z.read("site-packages/fmapi.py").decode()
+
+
 def test_pyz_runs_with_a_read_only_home(pyz, tmp_path, read_only):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir()
