@@ -111,9 +111,9 @@ class FmapiError(Exception):
         self.code = code
 
     def render(self):
-        text = "fmapi: " + self.message
+        text = "fmapi: " + runnable(self.message)
         if self.fix:
-            text += "\n  " + self.fix
+            text += "\n  " + runnable(self.fix)
         return text
 
 
@@ -169,11 +169,75 @@ def paint(text, style, stream):
     return "\x1b[%sm%s\x1b[0m" % (STYLES[style], text)
 
 
+# Messages that tell the user to run fmapi say it the way that works for them: `fmapi` when
+# that is on PATH (Homebrew, the launcher setup offers), else the launcher's full path, else
+# the exact `python3 /path/fmapi.pyz` (or fmapi.py) this process was started as.
+LAUNCHER_MARK = "# fmapi launcher, written by fmapi"  # the second line of every launcher
+_FMAPI_COMMAND = []  # the answer of fmapi_command(), once worked out
+
+
+def launcher_dirs():
+    """Where a launcher may be: ~/.local/bin, then each PATH directory inside HOME (in order)."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    found = [os.path.join(home, ".local", "bin")]
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not entry or not os.path.isabs(os.path.expanduser(entry)):
+            continue
+        directory = os.path.realpath(os.path.expanduser(entry))
+        if directory.startswith(home + os.sep) and directory not in found:
+            found.append(directory)
+    return found
+
+
+def installed_launchers():
+    """Paths of the `fmapi` launchers setup wrote (recognised by LAUNCHER_MARK)."""
+    found = []
+    for directory in launcher_dirs():
+        path = os.path.join(directory, "fmapi")
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(300)
+        except OSError:
+            continue
+        if LAUNCHER_MARK.encode() in head:
+            found.append(path)
+    return found
+
+
+def fmapi_command():
+    """The words that start fmapi for this user: "fmapi", a launcher's path, or "python3 /path/fmapi.pyz"."""
+    if not _FMAPI_COMMAND:
+        import shlex
+        import shutil
+
+        command = "fmapi"
+        if not shutil.which("fmapi"):
+            launchers = installed_launchers()
+            script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+            if launchers:
+                command = shlex.quote(launchers[0])
+            elif script and os.path.isfile(script):
+                same = os.path.realpath(shutil.which("python3") or "") == os.path.realpath(sys.executable)
+                command = "%s %s" % ("python3" if same else shlex.quote(sys.executable), shlex.quote(script))
+        _FMAPI_COMMAND.append(command)
+    return _FMAPI_COMMAND[0]
+
+
+def runnable(text):
+    """``text`` with each `fmapi ...` command written the way that starts fmapi for this user."""
+    if "fmapi" not in text or fmapi_command() == "fmapi":
+        return text
+    import re
+
+    return re.sub(r"(?<![\w./~'-])fmapi(?=(?: (?:setup|token|status|uninstall|gemini|copilot|doctor|models|reauth|--?[a-z])"
+                  r"|`| again|\.(?:\s|$)|\)|$))", lambda m: fmapi_command(), text)
+
+
 def say(text=""):
     """A line on stdout. A reader that went away (`fmapi status | head -1`) ends the output,
     not the work: the rest goes to /dev/null and fmapi finishes what it was doing."""
     try:
-        print(text, flush=True)
+        print(runnable(text), flush=True)
     except BrokenPipeError:
         quiet_stdout()
 
@@ -208,7 +272,7 @@ def trace(text):
 
 def warn(text):
     WARNINGS.append(text)
-    print(paint("fmapi: warning:", "warning", sys.stderr) + " " + text, file=sys.stderr, flush=True)
+    print(paint("fmapi: warning:", "warning", sys.stderr) + " " + runnable(text), file=sys.stderr, flush=True)
 
 
 WARNINGS = []  # every warning of this run, in order: setup repeats them in its closing message
@@ -2829,6 +2893,38 @@ def _stamps(*paths):
         return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, paths))
     except OSError:
         return None
+
+
+def launcher_text():
+    """The `fmapi` launcher: /bin/sh running the runtime copy with the interpreter of this setup."""
+    import shlex
+
+    return ("#!/bin/sh\n%s %s: runs fmapi's private copy in %s.\n"
+            "# Do not edit: re-run `fmapi setup --link` to renew it, `fmapi --uninstall` removes it.\n"
+            "exec %s %s \"$@\"\n" % (LAUNCHER_MARK, __version__, tilde(runtime_dir()),
+                                      shlex.quote(interpreter()), shlex.quote(runtime_paths()[0])))
+
+
+def write_launcher():
+    """Write the `fmapi` launcher (after the runtime copy it runs); returns (path, on PATH).
+
+    It goes into the first of launcher_dirs() that is on PATH and writable, else into
+    ~/.local/bin. FmapiError when a file that is not a launcher has that name there.
+    """
+    path_dirs = {os.path.realpath(os.path.expanduser(d)) for d in os.environ.get("PATH", "").split(os.pathsep) if d}
+    candidates = launcher_dirs()
+    directory = next((d for d in candidates if d in path_dirs and os.path.isdir(d) and os.access(d, os.W_OK)),
+                     candidates[0])
+    path = os.path.join(directory, "fmapi")
+    existing = read_bytes(path)
+    if existing is not None and LAUNCHER_MARK.encode() not in existing[:300]:
+        raise FmapiError("%s exists and is not fmapi's launcher; left it alone." % tilde(path),
+                         fix="Move it aside and run setup --link again, or keep starting fmapi as before.")
+    install_runtime()
+    os.makedirs(directory, 0o700, exist_ok=True)
+    write_atomic(path, launcher_text(), 0o700)
+    del _FMAPI_COMMAND[:]  # messages from here on use the launcher
+    return path, directory in path_dirs
 
 
 def compile_runtime(source=None):
@@ -6181,6 +6277,41 @@ def refuse_root_on_foreign_home():
                          fix="Run fmapi as %s, without sudo." % user)
 
 
+def offer_launcher(args, interactive):
+    """After a setup: an `fmapi` launcher when fmapi is not on PATH (--link, or yes at the terminal).
+
+    A launcher fmapi wrote before is renewed (it follows this setup's interpreter); an `fmapi`
+    that is something else (Homebrew's) is left alone. --no-link never writes one.
+    """
+    import shutil
+
+    if args.link is False:
+        return
+    found = shutil.which("fmapi")
+    ours = installed_launchers()
+    if found and os.path.realpath(found) not in [os.path.realpath(p) for p in ours]:
+        if args.link:
+            say("  `fmapi` is already on PATH (%s); no launcher needed." % tilde(found))
+        return
+    if not found and not ours and not args.link:
+        if not interactive:
+            return
+        directory = tilde(launcher_dirs()[0])
+        answer = ask_text("Put an `fmapi` command in %s, so you can type fmapi from anywhere? (y/n)" % directory, "y")
+        if answer.lower() not in ("y", "yes"):
+            return
+    try:
+        path, on_path = write_launcher()
+    except FmapiError as exc:
+        warn("%s %s" % (exc.message, exc.fix))
+        return
+    if not ours:
+        say("  wrote the launcher %s (it runs fmapi's private copy; `fmapi --uninstall` removes it)." % tilde(path))
+    if not on_path:
+        warn("%s is not on your PATH: add it (e.g. in ~/.profile: export PATH=\"%s:$PATH\") to type fmapi."
+             % (tilde(os.path.dirname(path)), os.path.dirname(path)))
+
+
 def cmd_setup(args):
     agent = AGENTS[args.agent]
     interactive = not args.yes and can_ask()
@@ -6266,6 +6397,7 @@ def cmd_setup(args):
     else:
         say("  nothing to migrate.")
 
+    offer_launcher(args, interactive)
     say("\n" + agent.finish_message(record))
     return 0
 
@@ -6498,7 +6630,8 @@ def cmd_uninstall(args):
     installs = discover_installs(registry)
     rc_files = legacy_rc_files()
     leftovers = runtime_leftovers() if not registry else []  # an earlier uninstall was cut short
-    if not installs and not rc_files and not leftovers:
+    launchers = installed_launchers()
+    if not installs and not rc_files and not leftovers and not launchers:
         if not registry:
             remove_runtime()  # only empty folders can be left here (an uninstall killed at its very end)
         say("Nothing to uninstall.")
@@ -6512,6 +6645,8 @@ def cmd_uninstall(args):
         say("  - an old shell wrapper in %s" % tilde(path))
     if leftovers:
         say("  - fmapi's runtime files in %s (no install record is left)" % tilde(data_home()))
+    for path in launchers:
+        say("  - the fmapi launcher %s" % tilde(path))
     if not args.yes:
         if not interactive:
             raise UsageError("not removing anything without confirmation.", fix="Run it again with --yes to remove the above.")
@@ -6536,6 +6671,9 @@ def cmd_uninstall(args):
         else:
             registry.pop(directory, None)
     remove_legacy_wrappers(report)
+    for path in launchers:
+        if remove_file(path):
+            report.removed.append("the fmapi launcher %s" % tilde(path))
     if registry:
         save_registry(registry)
     else:
@@ -7418,6 +7556,9 @@ def build_parser():
     setup.add_argument("--skip-model-check", action="store_true",
                        help="keep the models as given even when the workspace does not list them as "
                             "serving endpoints for the agent")
+    setup.add_argument("--link", action=argparse.BooleanOptionalAction, default=None,
+                       help="when `fmapi` is not on PATH, put a small fmapi launcher in ~/.local/bin (or the first "
+                            "PATH folder in your home); --no-link never does (default: ask at a terminal)")
     setup.add_argument("-y", "--yes", action="store_true", help="ask nothing; take defaults for what is missing")
 
     token = commands.add_parser(
