@@ -6277,6 +6277,29 @@ def refuse_root_on_foreign_home():
                          fix="Run fmapi as %s, without sudo." % user)
 
 
+SETUP_FLAG_AGENTS = {"settings_location": ("claude",), "write_env": ("gemini",)}  # beside the prompts' own keys
+
+
+def check_flags_apply(agent, args):
+    """UsageError (exit 2) for a setup flag the chosen agent does not take, naming the agents that do.
+
+    Model flags belong to the agents whose prompts() ask that key (--opus: Claude Code);
+    the rest are in SETUP_FLAG_AGENTS.
+    """
+    owners = {key: list(names) for key, names in SETUP_FLAG_AGENTS.items()}
+    for other in AGENTS.values():
+        for key, _, _ in other.prompts({}):
+            owners.setdefault(key, []).append(other.name)
+    for key, names in sorted(owners.items()):
+        if getattr(args, key, None) is not None and agent.name not in names:
+            flag = "--" + key.replace("_", "-")
+            if key == "write_env" and args.write_env is False:
+                flag = "--no-write-env"
+            titles = " and ".join(AGENTS[name].title for name in sorted(names) if name in AGENTS)
+            raise UsageError("%s does not apply to %s: it is for %s." % (flag, agent.title, titles or "no agent"),
+                             fix="Leave it out, or choose that agent: fmapi setup --agent %s ..." % sorted(names)[0])
+
+
 def offer_launcher(args, interactive):
     """After a setup: an `fmapi` launcher when fmapi is not on PATH (--link, or yes at the terminal).
 
@@ -6314,6 +6337,7 @@ def offer_launcher(args, interactive):
 
 def cmd_setup(args):
     agent = AGENTS[args.agent]
+    check_flags_apply(agent, args)
     interactive = not args.yes and can_ask()
     registry = load_registry()
     answers, previous = collect_answers(agent, args, registry, interactive)
