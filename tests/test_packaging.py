@@ -338,7 +338,7 @@ def test_pyz_never_extracts_into_a_planted_temp_folder(pyz, tmp_path, read_only)
     planted = Path(env["TMPDIR"]) / ("fmapi-shiv-%d" % os.getuid())
     planted.mkdir()
     planted.chmod(0o777)  # anyone could have put code there: never used
-    r = env_i(env, [PYTHON, pyz, "--version"], tmp_path, read_only(home))
+    r = env_i(env, [PYTHON, pyz, "--help"], tmp_path, read_only(home))  # --help unpacks; --version does not
     assert r.returncode != 0
     assert tree(planted) == [] and tree(home) == []
 
@@ -347,7 +347,7 @@ def test_shiv_root_still_wins(pyz, tmp_path):
     home, root = tmp_path / "home", tmp_path / "shiv-root"
     home.mkdir()
     env = dict(clean_env(home, tmp_path), SHIV_ROOT=str(root))
-    r = env_i(env, [PYTHON, pyz, "--version"], tmp_path)
+    r = env_i(env, [PYTHON, pyz, "--help"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(shiv_copies(root)) == 1 and tree(home) == []
 

@@ -20,7 +20,7 @@ from conftest import FMAPI, make_stub, run_fmapi
 from test_claude import CLAUDE_STUB, ENTER, Terminal
 
 ESC = "\x1b"
-MODELS = ["--model", "m", "--opus", "o", "--sonnet", "s", "--haiku", "h"]
+MODELS = ["--auth", "pat", "--model", "m", "--opus", "o", "--sonnet", "s", "--haiku", "h"]
 
 
 @pytest.fixture
@@ -202,6 +202,8 @@ def test_prompts_use_the_terminal_when_stdout_is_a_pipe(home, workspace, logged_
     term.send(workspace.url + "\r")
     term.expect("CLI profile name (the Databricks CLI profile to sign in with")
     term.send(logged_in + "\r")
+    term.expect("renewed through the Databricks CLI)")  # the Credential selector (issue 11): PAT
+    term.send(ENTER)
     for label in ("Model (", "Opus model (for complex tasks)", "Sonnet model (for lighter tasks)",
                   "Haiku model (for fast, low-cost tasks)"):
         term.expect(label)
