@@ -216,11 +216,19 @@ def fmapi_command():
             script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
             if launchers:
                 command = shlex.quote(launchers[0])
-            elif script and os.path.isfile(script):
+            elif script and os.path.isfile(script) and _started_as_fmapi(script):
                 same = os.path.realpath(shutil.which("python3") or "") == os.path.realpath(sys.executable)
                 command = "%s %s" % ("python3" if same else shlex.quote(sys.executable), shlex.quote(script))
         _FMAPI_COMMAND.append(command)
     return _FMAPI_COMMAND[0]
+
+
+def _started_as_fmapi(script):
+    """True when ``script`` (sys.argv[0]) is this fmapi.py or a zipapp (the .pyz), not a host program."""
+    import zipfile
+
+    here = globals().get("__file__") or ""
+    return os.path.realpath(script) == os.path.realpath(here) or zipfile.is_zipfile(script)
 
 
 def runnable(text):
