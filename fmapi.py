@@ -2527,9 +2527,12 @@ def settle_ledger(spec, bearer, plan, deadline=None):
 
 
 def revoke_quietly(spec, bearer, plan):
-    """settle_ledger now, warning about what could not be done (it is retried next time)."""
-    for problem in settle_ledger(spec, bearer, plan):
+    """settle_ledger now, warning about what could not be done (it is retried next time).
+    Returns those problems (one-line strings); prints nothing on stdout."""
+    problems = settle_ledger(spec, bearer, plan)
+    for problem in problems:
         warn("could not revoke a replaced token (fmapi retries at the next renewal): " + problem)
+    return problems
 
 
 def revoke_in_background(spec, bearer, plan):
@@ -3542,6 +3545,7 @@ class Agent:
     min_version = None  # oldest agent version fmapi can configure
     node_version = None  # oldest Node.js the agent runs on, when it says nothing useful on an older one
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
+    headless = ""  # how to run the agent without a terminal, for setup's closing message
     uses_helper = True  # runs fmapi's helper (and so the runtime copy) on its own
     config_env = ""  # the variable that moves the agent's user directory (CLAUDE_CONFIG_DIR, CODEX_HOME, …)
 
@@ -3795,6 +3799,7 @@ ANTHROPIC_PATH = "/serving-endpoints/anthropic"
 class Claude(Agent):
     name = "claude"
     title = "Claude Code"
+    headless = 'claude -p "your task" (print mode: answers once, then exits)'
     command = "claude"
     npm_package = "@anthropic-ai/claude-code"
     pat_comment = "Claude Code FMAPI"
@@ -4681,6 +4686,7 @@ def _line_span(ranges):
 class Codex(Agent):
     name = "codex"
     title = "OpenAI Codex"
+    headless = 'codex exec --skip-git-repo-check "your task" (the flag is needed outside a git repository)'
     command = "codex"
     npm_package = "@openai/codex"
     pat_comment = "Codex FMAPI"
@@ -5113,6 +5119,7 @@ def _strip_env_block(text):
 class Gemini(Agent):
     name = "gemini"
     title = "Gemini CLI"
+    headless = 'fmapi gemini -p "your task" (answers once, then exits)'
     command = "gemini"
     npm_package = "@google/gemini-cli"
     pat_comment = "Gemini CLI FMAPI"
@@ -6096,13 +6103,17 @@ def collect_answers(agent, args, registry, interactive):
     location = getattr(args, "settings_location", None)
     previous = previous_install(agent, registry, agent.install_dir(location) if location else None)
     prev = previous or {}
+    # Workspace and profile are shared: a first setup of this agent offers (and --yes takes)
+    # those of the newest install of another agent.
+    shared = prev if prev.get("host") else next(
+        (r for r in reversed(list(registry.values())) if isinstance(r, dict) and r.get("host") and r.get("profile")), {})
 
     if args.host:
         host = normalize_host(args.host)
     elif interactive:
-        host = ask_text("Workspace URL", prev.get("host"), normalize_host, PROMPT_HINTS["host"])
-    elif prev.get("host"):
-        host = prev["host"]
+        host = ask_text("Workspace URL", shared.get("host"), normalize_host, PROMPT_HINTS["host"])
+    elif shared.get("host"):
+        host = shared["host"]
     else:
         raise UsageError("--host is required when fmapi runs without a terminal or with --yes.",
                          fix="Pass it, e.g. fmapi setup --yes --host https://my-workspace.cloud.databricks.com")
@@ -6113,9 +6124,9 @@ def collect_answers(agent, args, registry, interactive):
     if os.environ.get("DATABRICKS_CONFIG_FILE"):
         config_file = databricks_config_file()
     else:
-        config_file = prev.get("config_file") if prev.get("host") == host else None
+        config_file = shared.get("config_file") if shared.get("host") == host else None
 
-    profile_default = prev.get("profile") if prev.get("host") == host else default_profile(host, config_file)
+    profile_default = shared.get("profile") if shared.get("host") == host else default_profile(host, config_file)
     if args.profile:
         profile = profile_for_host(args.profile, host, config_file)
     elif interactive:
@@ -6343,6 +6354,58 @@ def offer_launcher(args, interactive):
              % (tilde(os.path.dirname(path)), os.path.dirname(path)))
 
 
+def setup_command(agent, answers):
+    """The setup with every answer as a flag: paste it to run the same setup without questions."""
+    import shlex
+
+    words = ["setup"] + ([] if agent.name == "claude" else ["--agent", agent.name])
+    words += ["--host", answers["host"], "--profile", answers["profile"]]
+    if answers.get("auth"):
+        words += ["--auth", answers["auth"]]
+    for key, _, _ in agent.prompts({}):
+        if answers.get(key):
+            words += ["--" + key.replace("_", "-"), answers[key]]
+    if answers.get("location"):
+        words += ["--settings-location", answers["location"]]
+    if answers.get("auth", "pat") == "pat" and answers.get("lifetime_days"):
+        words += ["--pat-lifetime", str(answers["lifetime_days"])]
+    if answers.get("min_remaining") and int(answers["min_remaining"]) != MIN_REMAINING:
+        words += ["--min-remaining", str(int(answers["min_remaining"]) // 60)]
+    return "fmapi " + " ".join(shlex.quote(str(word)) for word in words + ["--yes"])
+
+
+def closing_message(agent, record, warnings=(), unchanged=False):
+    """Setup's last words, one shape for every agent: what changed, how to start the agent (its
+    own finish_message), where it points, headless use, how to check and undo, and the
+    warnings given during setup again."""
+    lines = ["Nothing changed: %s was already set up this way." % agent.title] if unchanged else []
+    lines.append(agent.finish_message(record))
+    where = record.get("settings") or record.get("config") or record["dir"]
+    lines.append("  Workspace: %s (profile %s); model: %s; files: %s"
+                 % (record["host"], record["profile"], record.get("model") or agent.default_model, tilde(where)))
+    if agent.headless:
+        lines.append("  Without a terminal (scripts, CI): " + agent.headless)
+    lines.append("  Check it: fmapi status; undo all of it: fmapi --uninstall")
+    if warnings:
+        lines.append(paint("Warnings during this setup (see above):", "warning", sys.stdout))
+        lines += ["  - " + text for text in warnings]
+    return "\n".join(lines)
+
+
+def _setup_state(record):
+    """What a setup could change for ``record``: the install's files (path -> sha256) and its record."""
+    import hashlib
+
+    paths = {record.get(key) for key in ("settings", "config") if isinstance(record.get(key), str)}
+    paths.update(os.path.join(record["dir"], name) for name in _listdir(record["dir"]))
+    state = {}
+    for path in sorted(p for p in paths if p):
+        data = read_bytes(path) if os.path.isfile(path) else None
+        if data is not None:
+            state[path] = hashlib.sha256(data).hexdigest()
+    return state, load_registry().get(record["dir"])
+
+
 def cmd_setup(args):
     agent = AGENTS[args.agent]
     check_flags_apply(agent, args)
@@ -6374,6 +6437,23 @@ def cmd_setup(args):
         check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     agent.check(record)
 
+    warned = len(WARNINGS)
+    before = _setup_state(record) if previous_same else None
+    try:
+        record = _setup_steps(args, agent, record, previous_same, interactive)
+    except FmapiError as exc:
+        if interactive:  # the answers are not lost: one command runs the same setup without questions
+            exc.fix = (exc.fix + "\n  " if exc.fix else "") + \
+                "Your answers, to run this setup again without questions:\n    " + setup_command(agent, answers)
+        raise
+    unchanged = before is not None and _setup_state(record) == before
+    offer_launcher(args, interactive)
+    say("\n" + closing_message(agent, record, WARNINGS[warned:], unchanged))
+    return 0
+
+
+def _setup_steps(args, agent, record, previous_same, interactive):
+    """Setup's five steps for the answers in ``record``; returns the record as registered."""
     total = 5
     step(1, total, "Dependencies")
     agent_path = ensure_command(agent.command, agent)
@@ -6429,9 +6509,7 @@ def cmd_setup(args):
     else:
         say("  nothing to migrate.")
 
-    offer_launcher(args, interactive)
-    say("\n" + agent.finish_message(record))
-    return 0
+    return record
 
 
 def setup_pat(agent, record, previous, cached, bearer):
@@ -6460,7 +6538,9 @@ def setup_pat(agent, record, previous, cached, bearer):
     token, replaced = obtain_token(spec, force=changed, bearer=bearer,
                                    deadline=Deadline(SETUP_DEADLINE, notify=lambda text: say("  " + text)))
     if replaced and mine.get("profile", record["profile"]) == record["profile"]:
-        revoke_quietly(*replaced)  # the same workspace and profile; a move is retire_pat's
+        gone = [str(token_id) for token_id in replaced[2].get("revoke") or []]
+        if not revoke_quietly(*replaced) and gone:  # the same workspace and profile; a move is retire_pat's
+            say("  revoked the PAT it replaced (token id %s) in the workspace." % ", ".join(gone))
     cache = read_cache(spec.cache_path) or {}
     used = cache.get("lifetime_days")
     if isinstance(used, int) and 0 < used < record["lifetime_days"]:
