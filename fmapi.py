@@ -6354,6 +6354,28 @@ def offer_launcher(args, interactive):
              % (tilde(os.path.dirname(path)), os.path.dirname(path)))
 
 
+def check_dependencies_first(agent, args, interactive):
+    """Before any question: name a missing agent or Databricks CLI, then install it (at a
+    terminal after asking, Enter = yes; with --yes or without a terminal as always), or stop
+    with what to install (--no-install, or no at the question)."""
+    missing = [(command, owner) for command, owner in ((agent.command, agent), ("databricks", None))
+               if not find_command(command)]
+    if not missing:
+        return
+    found = [installer_for(command, owner) for command, owner in missing]
+    names = " and ".join(description for description, _ in found)
+    say("fmapi needs %s, which %s not installed." % (names, "is" if len(found) == 1 else "are"))
+    how = "; ".join(shell_command for _, shell_command in found)
+    if args.no_install:
+        raise FmapiError("not installing %s (--no-install); nothing was changed." % names,
+                         fix="Install it yourself (%s), then run fmapi setup again." % how)
+    if interactive and ask_text("Install %s now? (y/n)" % names, "y").lower() not in ("y", "yes"):
+        raise FmapiError("setup needs %s; nothing was changed." % names,
+                         fix="Install it yourself (%s), then run fmapi setup again." % how)
+    for command, owner in missing:
+        ensure_command(command, owner)
+
+
 def setup_command(agent, answers):
     """The setup with every answer as a flag: paste it to run the same setup without questions."""
     import shlex
@@ -6409,6 +6431,7 @@ def _setup_state(record):
 def cmd_setup(args):
     agent = AGENTS[args.agent]
     check_flags_apply(agent, args)
+    check_dependencies_first(agent, args, not args.yes and can_ask())
     interactive = not args.yes and can_ask()
     registry = load_registry()
     answers, previous = collect_answers(agent, args, registry, interactive)
@@ -7671,6 +7694,8 @@ def build_parser():
     setup.add_argument("--link", action=argparse.BooleanOptionalAction, default=None,
                        help="when `fmapi` is not on PATH, put a small fmapi launcher in ~/.local/bin (or the first "
                             "PATH folder in your home); --no-link never does (default: ask at a terminal)")
+    setup.add_argument("--no-install", action="store_true",
+                       help="never install a missing agent or Databricks CLI: say what to install and stop")
     setup.add_argument("-y", "--yes", action="store_true", help="ask nothing; take defaults for what is missing")
 
     token = commands.add_parser(

@@ -106,3 +106,33 @@ def test_a_failing_step_after_the_questions_prints_one_paste_ready_command(home,
     r = run_fmapi(*shlex.split(line)[1:])
     assert r.returncode == 0, r.stderr
     assert 'model = "databricks-gpt-5-2-codex"' in (home / ".codex" / "config.toml").read_text()
+
+
+def test_a_missing_agent_is_named_before_any_question(home, home_bin, monkeypatch):
+    import os
+
+    from conftest import FAKEBIN
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKEBIN), str(home_bin), "/usr/bin", "/bin"]))
+    r = run_fmapi("setup", "--no-install")  # no claude anywhere
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0] == "fmapi needs Claude Code, which is not installed."
+    assert "not installing Claude Code (--no-install); nothing was changed." in r.stderr
+    assert "curl -fsSL https://claude.ai/install.sh | bash" in r.stderr
+    assert "Workspace URL" not in r.stdout + r.stderr and not (home / ".claude").exists()
+
+
+def test_installing_asks_first_at_the_terminal(home, home_bin):
+    import os
+
+    from conftest import FAKEBIN
+    from test_claude import Terminal
+
+    path = os.pathsep.join([str(FAKEBIN), str(home_bin), "/usr/bin", "/bin"])
+    term = Terminal([], cwd=os.getcwd(), env={"PATH": path})
+    seen = term.expect("Install Claude Code now? (y/n) [y]: ")
+    assert "fmapi needs Claude Code, which is not installed." in seen and "Workspace URL" not in seen
+    term.send("n\r")
+    assert term.finish() == 1
+    assert "setup needs Claude Code; nothing was changed." in term.buffer
+    assert not (home / ".claude").exists()
