@@ -6376,7 +6376,7 @@ def check_dependencies_first(agent, args, interactive):
         ensure_command(command, owner)
 
 
-def setup_command(agent, answers):
+def answers_command(agent, answers):
     """The setup with every answer as a flag: paste it to run the same setup without questions."""
     import shlex
 
@@ -6467,7 +6467,7 @@ def cmd_setup(args):
     except FmapiError as exc:
         if interactive:  # the answers are not lost: one command runs the same setup without questions
             exc.fix = (exc.fix + "\n  " if exc.fix else "") + \
-                "Your answers, to run this setup again without questions:\n    " + setup_command(agent, answers)
+                "Your answers, to run this setup again without questions:\n    " + answers_command(agent, answers)
         raise
     unchanged = before is not None and _setup_state(record) == before
     offer_launcher(args, interactive)
