@@ -6463,7 +6463,7 @@ def cmd_setup(args):
     warned = len(WARNINGS)
     before = _setup_state(record) if previous_same else None
     try:
-        record = _setup_steps(args, agent, record, previous_same, interactive)
+        record = _setup_steps(args, agent, record, previous_same, interactive, endpoints)
     except FmapiError as exc:
         if interactive:  # the answers are not lost: one command runs the same setup without questions
             exc.fix = (exc.fix + "\n  " if exc.fix else "") + \
@@ -6475,8 +6475,9 @@ def cmd_setup(args):
     return 0
 
 
-def _setup_steps(args, agent, record, previous_same, interactive):
-    """Setup's five steps for the answers in ``record``; returns the record as registered."""
+def _setup_steps(args, agent, record, previous_same, interactive, endpoints=None):
+    """Setup's five steps for the answers in ``record`` (``endpoints``: the workspace's, when the
+    questions listed them); returns the record as registered."""
     total = 5
     step(1, total, "Dependencies")
     agent_path = ensure_command(agent.command, agent)
