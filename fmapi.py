@@ -6431,8 +6431,12 @@ def _setup_state(record):
 def cmd_setup(args):
     agent = AGENTS[args.agent]
     check_flags_apply(agent, args)
-    check_dependencies_first(agent, args, not args.yes and can_ask())
     interactive = not args.yes and can_ask()
+    if interactive:  # before the questions; a flag that is wrong anyway is said first
+        if args.host:
+            normalize_host(args.host)
+        refuse_root_on_foreign_home()
+        check_dependencies_first(agent, args, interactive)
     registry = load_registry()
     answers, previous = collect_answers(agent, args, registry, interactive)
     endpoints = answers.pop("endpoints", None)
@@ -6460,6 +6464,8 @@ def cmd_setup(args):
         check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     agent.check(record)
 
+    if not interactive:  # no questions: what is missing is named (and installed) where step 1 starts
+        check_dependencies_first(agent, args, interactive)
     warned = len(WARNINGS)
     before = _setup_state(record) if previous_same else None
     try:

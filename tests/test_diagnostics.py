@@ -517,7 +517,7 @@ def test_on_a_terminal_without_the_list_the_questions_take_free_text(home, works
     term = Terminal(["--agent", "codex", "--host", workspace.url, "--profile", logged_in, "--auth", "pat", "--pat-lifetime", "1"],
                     cwd=os.getcwd())
     term.expect("could not list the workspace's models")
-    term.expect("Model [databricks-gpt-5-2]")
+    term.expect("[databricks-gpt-5-2]")
     term.send("databricks-gpt-5-2-codex\r")
     assert term.finish() == 0, term.buffer
     assert 'model = "databricks-gpt-5-2-codex"' in (home / ".codex" / "config.toml").read_text()

@@ -103,7 +103,8 @@ def test_a_file_of_the_user_is_never_replaced(home, workspace, logged_in, no_fma
 
 def test_setup_offers_the_launcher_at_the_terminal(home, workspace, logged_in, no_fmapi_on_path):
     term = Terminal(["--host", workspace.url, "--profile", logged_in, "--model", "m", "--opus", "o", "--sonnet", "s",
-                     "--haiku", "h", "--settings-location", "home", "--pat-lifetime", "1", "--auth", "pat"],
+                     "--haiku", "h", "--settings-location", "home", "--pat-lifetime", "1", "--auth", "pat",
+                     "--skip-model-check"],
                     cwd=os.getcwd(), env={"PATH": os.environ["PATH"]})
     term.expect("Put an `fmapi` command in ~/.local/bin, so you can type fmapi from anywhere? (y/n) [y]: ")
     term.send(ENTER)  # Enter = yes

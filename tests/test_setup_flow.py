@@ -92,8 +92,9 @@ def test_a_failing_step_after_the_questions_prints_one_paste_ready_command(home,
     term = Terminal(["--agent", "codex", "--host", workspace.url, "--profile", logged_in], cwd=os.getcwd())
     term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
     term.send(ENTER)
-    term.expect("Model (")
-    term.send("databricks-gpt-5-2-codex\r")
+    term.expect("Model:")
+    term.expect("Other\u2026")
+    term.send("2" + ENTER)  # databricks-gpt-5-2-codex
     term.expect("7 days")
     term.send("2" + ENTER)  # 3 days
     term.expect("Your answers, to run this setup again without questions:")
@@ -114,7 +115,7 @@ def test_a_missing_agent_is_named_before_any_question(home, home_bin, monkeypatc
     from conftest import FAKEBIN
 
     monkeypatch.setenv("PATH", os.pathsep.join([str(FAKEBIN), str(home_bin), "/usr/bin", "/bin"]))
-    r = run_fmapi("setup", "--no-install")  # no claude anywhere
+    r = run_fmapi("setup", "--no-install", "--host", "https://my-workspace.cloud.databricks.com")  # no claude anywhere
     assert r.returncode == 1
     assert r.stdout.splitlines()[0] == "fmapi needs Claude Code, which is not installed."
     assert "not installing Claude Code (--no-install); nothing was changed." in r.stderr

@@ -20,7 +20,7 @@ from conftest import FMAPI, make_stub, run_fmapi
 from test_claude import CLAUDE_STUB, ENTER, Terminal
 
 ESC = "\x1b"
-MODELS = ["--auth", "pat", "--model", "m", "--opus", "o", "--sonnet", "s", "--haiku", "h"]
+MODELS = ["--auth", "pat", "--model", "m", "--opus", "o", "--sonnet", "s", "--haiku", "h", "--skip-model-check"]
 
 
 @pytest.fixture
@@ -204,10 +204,10 @@ def test_prompts_use_the_terminal_when_stdout_is_a_pipe(home, workspace, logged_
     term.send(logged_in + "\r")
     term.expect("renewed through the Databricks CLI)")  # the Credential selector (issue 11): PAT
     term.send(ENTER)
-    for label in ("Model (", "Opus model (for complex tasks)", "Sonnet model (for lighter tasks)",
-                  "Haiku model (for fast, low-cost tasks)"):
+    for label in ("Model:", "Opus model:", "Sonnet model:", "Haiku model:"):  # selectors of the workspace's models
         term.expect(label)
-        term.send("\r")
+        term.expect("Other\u2026")
+        term.send(ENTER)
     term.expect("Custom path")
     term.send(ENTER)
     term.expect("7 days")
