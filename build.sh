@@ -3,7 +3,8 @@
 #
 #   ./build.sh             dist/fmapi.pyz           the zipapp: `python3 fmapi.pyz`, Python >= 3.9
 #                          man/fmapi.1              the man page, generated from fmapi.build_parser()
-#                          dist/fmapi-X.Y.Z.tar.gz  the release tarball (pyz + man page)
+#                          dist/completions/        bash, zsh and fish completions, from the parser too
+#                          dist/fmapi-X.Y.Z.tar.gz  the release tarball (pyz, man page, completions)
 #   ./build.sh --release   the same, then points Formula/fmapi.rb (homepage, url, sha256) at
 #                          that tarball
 #
@@ -97,7 +98,8 @@ rm -f dist/fmapi.pyz dist/fmapi-*.tar.gz
 # 1. The zipapp. shiv packs a clean folder holding only fmapi.py; its bootstrap extracts
 #    that folder once per build into ~/.shiv. build.sh then swaps the archive's two-line
 #    __main__.py for launcher.py below (same timestamp, nothing else changes), which refuses
-#    Pythons older than MIN_PYTHON with a clear message and lets the bootstrap fall back to a
+#    Pythons older than MIN_PYTHON with a clear message, answers --version without unpacking
+#    anything, and lets the bootstrap fall back to a
 #    private per-user folder in the temporary directory when HOME is read-only.
 cp fmapi.py "$stage/site-packages/fmapi.py"
 chmod 644 "$stage/site-packages/fmapi.py"
@@ -114,6 +116,9 @@ MIN_PYTHON = ($(echo "$MIN_PYTHON" | sed 's/\./, /'))
 if sys.version_info < MIN_PYTHON:
     sys.stderr.write("fmapi: needs Python %d.%d or newer (this is %s).\\n" % (MIN_PYTHON + (sys.version.split()[0],)))
     sys.exit(1)
+if sys.argv[1:] == ["--version"]:  # answered without unpacking the archive
+    sys.stdout.write("fmapi $VERSION\\n")
+    sys.exit(0)
 EOF
 cat >>"$stage/launcher.py" <<'EOF'
 
@@ -219,7 +224,12 @@ awk '/^\.SH COMMENTS$/ { print; print ".nf"; keep = 1; next }
      keep && /^\.SH / { print ".fi"; keep = 0 }
      { print }' "$stage/fmapi.1" >man/fmapi.1
 
-# 3. The release tarball: fmapi-X.Y.Z/{fmapi.pyz,man/fmapi.1}, owners and times normalised.
+# 3. Shell completions for bash, zsh and fish, from the same parser (completions/generate.py).
+rm -rf dist/completions
+"$PYTHON" -B completions/generate.py dist/completions
+chmod 644 dist/completions/*
+
+# 4. The release tarball: fmapi-X.Y.Z/{fmapi.pyz,man/fmapi.1,completions/*}, owners and times normalised.
 "$PYTHON" - "dist/$TARBALL" "fmapi-$VERSION" "$SOURCE_DATE_EPOCH" <<'EOF'
 import gzip
 import io
@@ -232,6 +242,10 @@ members = [  # (name in the tarball, file, mode); None is a directory
     (top + "/fmapi.pyz", "dist/fmapi.pyz", 0o755),
     (top + "/man", None, 0o755),
     (top + "/man/fmapi.1", "man/fmapi.1", 0o644),
+    (top + "/completions", None, 0o755),
+    (top + "/completions/fmapi.bash", "dist/completions/fmapi.bash", 0o644),
+    (top + "/completions/_fmapi", "dist/completions/_fmapi", 0o644),
+    (top + "/completions/fmapi.fish", "dist/completions/fmapi.fish", 0o644),
 ]
 with open(target, "wb") as raw:
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=epoch) as gz:
@@ -253,7 +267,7 @@ EOF
 
 SHA256=$("$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "dist/$TARBALL")
 
-# 4. --release: the formula installs exactly this tarball.
+# 5. --release: the formula installs exactly this tarball.
 if [ "$release" = yes ]; then
     if [ "$in_git" = yes ] && { [ -z "$version_epoch" ] || ! git diff --quiet HEAD -- fmapi.py 2>/dev/null; }; then
         echo "build.sh: warning: fmapi.py or its version $VERSION is not committed, so the tag will not" >&2
@@ -280,4 +294,5 @@ fi
 echo "fmapi $VERSION (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 echo "  dist/fmapi.pyz"
 echo "  man/fmapi.1"
+echo "  dist/completions/{fmapi.bash,_fmapi,fmapi.fish}"
 echo "  dist/$TARBALL  sha256 $SHA256"

@@ -112,9 +112,9 @@ class FmapiError(Exception):
         self.code = code
 
     def render(self):
-        text = "fmapi: " + self.message
+        text = "fmapi: " + runnable(self.message)
         if self.fix:
-            text += "\n  " + self.fix
+            text += "\n  " + runnable(self.fix)
         return text
 
 
@@ -142,11 +142,111 @@ class SessionExpired(FmapiError):
         self.profile = profile
 
 
+# Colour marks headings, warnings and errors, and only where a person sees it: the stream
+# is a terminal, NO_COLOR (https://no-color.org) is unset or empty, and TERM is set and not
+# "dumb". Everything else fmapi prints is plain text, so logs and pipes get no escape codes.
+STYLES = {"heading": "1", "warning": "33", "error": "31"}  # SGR: bold, yellow, red
+
+
+def fancy_terminal():
+    """True when TERM names a terminal that takes escape sequences (not unset, not dumb)."""
+    return os.environ.get("TERM", "") not in ("", "dumb")
+
+
+def colour_on(stream):
+    """True when ``stream`` should get colour: a terminal, no NO_COLOR, a TERM that is not dumb."""
+    if os.environ.get("NO_COLOR") or not fancy_terminal():
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def paint(text, style, stream):
+    """``text`` in ``style`` (a STYLES key) when ``stream`` takes colour, else unchanged."""
+    if not text or not colour_on(stream):
+        return text
+    return "\x1b[%sm%s\x1b[0m" % (STYLES[style], text)
+
+
+# Messages that tell the user to run fmapi say it the way that works for them: `fmapi` when
+# that is on PATH (Homebrew, the launcher setup offers), else the launcher's full path, else
+# the exact `python3 /path/fmapi.pyz` (or fmapi.py) this process was started as.
+LAUNCHER_MARK = "# fmapi launcher, written by fmapi"  # the second line of every launcher
+_FMAPI_COMMAND = []  # the answer of fmapi_command(), once worked out
+
+
+def launcher_dirs():
+    """Where a launcher may be: ~/.local/bin, then each PATH directory inside HOME (in order)."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    found = [os.path.join(home, ".local", "bin")]
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not entry or not os.path.isabs(os.path.expanduser(entry)):
+            continue
+        directory = os.path.realpath(os.path.expanduser(entry))
+        if directory.startswith(home + os.sep) and directory not in found:
+            found.append(directory)
+    return found
+
+
+def installed_launchers():
+    """Paths of the `fmapi` launchers setup wrote (recognised by LAUNCHER_MARK)."""
+    found = []
+    for directory in launcher_dirs():
+        path = os.path.join(directory, "fmapi")
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(300)
+        except OSError:
+            continue
+        if LAUNCHER_MARK.encode() in head:
+            found.append(path)
+    return found
+
+
+def fmapi_command():
+    """The words that start fmapi for this user: "fmapi", a launcher's path, or "python3 /path/fmapi.pyz"."""
+    if not _FMAPI_COMMAND:
+        import shlex
+        import shutil
+
+        command = "fmapi"
+        if not shutil.which("fmapi"):
+            launchers = installed_launchers()
+            script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+            if launchers:
+                command = shlex.quote(launchers[0])
+            elif script and os.path.isfile(script) and _started_as_fmapi(script):
+                same = os.path.realpath(shutil.which("python3") or "") == os.path.realpath(sys.executable)
+                command = "%s %s" % ("python3" if same else shlex.quote(sys.executable), shlex.quote(script))
+        _FMAPI_COMMAND.append(command)
+    return _FMAPI_COMMAND[0]
+
+
+def _started_as_fmapi(script):
+    """True when ``script`` (sys.argv[0]) is this fmapi.py or a zipapp (the .pyz), not a host program."""
+    import zipfile
+
+    here = globals().get("__file__") or ""
+    return os.path.realpath(script) == os.path.realpath(here) or zipfile.is_zipfile(script)
+
+
+def runnable(text):
+    """``text`` with each `fmapi ...` command written the way that starts fmapi for this user."""
+    if "fmapi" not in text or fmapi_command() == "fmapi":
+        return text
+    import re
+
+    return re.sub(r"(?<![\w./~'-])fmapi(?=(?: (?:setup|token|status|uninstall|gemini|copilot|doctor|models|reauth|--?[a-z])"
+                  r"|`| again|\.(?:\s|$)|\)|$))", lambda m: fmapi_command(), text)
+
+
 def say(text=""):
     """A line on stdout. A reader that went away (`fmapi status | head -1`) ends the output,
     not the work: the rest goes to /dev/null and fmapi finishes what it was doing."""
     try:
-        print(text, flush=True)
+        print(runnable(text), flush=True)
     except BrokenPipeError:
         quiet_stdout()
 
@@ -180,11 +280,21 @@ def trace(text):
 
 
 def warn(text):
-    print("fmapi: warning: " + text, file=sys.stderr, flush=True)
+    WARNINGS.append(text)
+    print(paint("fmapi: warning:", "warning", sys.stderr) + " " + runnable(text), file=sys.stderr, flush=True)
+
+
+WARNINGS = []  # every warning of this run, in order: setup repeats them in its closing message
+
+
+def error_text(text):
+    """An error's lines for stderr: the first ("fmapi: ...") in the error colour."""
+    first, _, rest = text.partition("\n")
+    return paint(first, "error", sys.stderr) + ("\n" + rest if rest else "")
 
 
 def step(number, total, title):
-    say("\n[%d/%d] %s" % (number, total, title))
+    say("\n" + paint("[%d/%d] %s" % (number, total, title), "heading", sys.stdout))
 
 
 def _free_space(path):
@@ -2422,9 +2532,12 @@ def settle_ledger(spec, bearer, plan, deadline=None):
 
 
 def revoke_quietly(spec, bearer, plan):
-    """settle_ledger now, warning about what could not be done (it is retried next time)."""
-    for problem in settle_ledger(spec, bearer, plan):
+    """settle_ledger now, warning about what could not be done (it is retried next time).
+    Returns those problems (one-line strings); prints nothing on stdout."""
+    problems = settle_ledger(spec, bearer, plan)
+    for problem in problems:
         warn("could not revoke a replaced token (fmapi retries at the next renewal): " + problem)
+    return problems
 
 
 def revoke_in_background(spec, bearer, plan):
@@ -2796,6 +2909,38 @@ def _stamps(*paths):
         return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, paths))
     except OSError:
         return None
+
+
+def launcher_text():
+    """The `fmapi` launcher: /bin/sh running the runtime copy with the interpreter of this setup."""
+    import shlex
+
+    return ("#!/bin/sh\n%s %s: runs fmapi's private copy in %s.\n"
+            "# Do not edit: re-run `fmapi setup --link` to renew it, `fmapi --uninstall` removes it.\n"
+            "exec %s %s \"$@\"\n" % (LAUNCHER_MARK, __version__, tilde(runtime_dir()),
+                                      shlex.quote(interpreter()), shlex.quote(runtime_paths()[0])))
+
+
+def write_launcher():
+    """Write the `fmapi` launcher (after the runtime copy it runs); returns (path, on PATH).
+
+    It goes into the first of launcher_dirs() that is on PATH and writable, else into
+    ~/.local/bin. FmapiError when a file that is not a launcher has that name there.
+    """
+    path_dirs = {os.path.realpath(os.path.expanduser(d)) for d in os.environ.get("PATH", "").split(os.pathsep) if d}
+    candidates = launcher_dirs()
+    directory = next((d for d in candidates if d in path_dirs and os.path.isdir(d) and os.access(d, os.W_OK)),
+                     candidates[0])
+    path = os.path.join(directory, "fmapi")
+    existing = read_bytes(path)
+    if existing is not None and LAUNCHER_MARK.encode() not in existing[:300]:
+        raise FmapiError("%s exists and is not fmapi's launcher; left it alone." % tilde(path),
+                         fix="Move it aside and run setup --link again, or keep starting fmapi as before.")
+    install_runtime()
+    os.makedirs(directory, 0o700, exist_ok=True)
+    write_atomic(path, launcher_text(), 0o700)
+    del _FMAPI_COMMAND[:]  # messages from here on use the launcher
+    return path, directory in path_dirs
 
 
 def compile_runtime(source=None):
@@ -3405,6 +3550,7 @@ class Agent:
     min_version = None  # oldest agent version fmapi can configure
     node_version = None  # oldest Node.js the agent runs on, when it says nothing useful on an older one
     revoke_replaced = True  # the agent re-asks for a key on 401, so a replaced PAT may go
+    headless = ""  # how to run the agent without a terminal, for setup's closing message
     uses_helper = True  # runs fmapi's helper (and so the runtime copy) on its own
     config_env = ""  # the variable that moves the agent's user directory (CLAUDE_CONFIG_DIR, CODEX_HOME, …)
 
@@ -3585,7 +3731,7 @@ def launch_token(agent, spec, announce=True):
         try:
             token, replaced = obtain_token(spec)
         except SessionExpired:
-            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            if not can_ask():
                 raise
             sign_in(spec.host, spec.profile, spec.cli, spec.config_file)
             token, replaced = obtain_token(spec)
@@ -3658,6 +3804,7 @@ ANTHROPIC_PATH = "/serving-endpoints/anthropic"
 class Claude(Agent):
     name = "claude"
     title = "Claude Code"
+    headless = 'claude -p "your task" (print mode: answers once, then exits)'
     command = "claude"
     npm_package = "@anthropic-ai/claude-code"
     pat_comment = "Claude Code FMAPI"
@@ -4550,6 +4697,7 @@ def _line_span(ranges):
 class Codex(Agent):
     name = "codex"
     title = "OpenAI Codex"
+    headless = 'codex exec --skip-git-repo-check "your task" (the flag is needed outside a git repository)'
     command = "codex"
     npm_package = "@openai/codex"
     pat_comment = "Codex FMAPI"
@@ -4986,6 +5134,7 @@ def _strip_env_block(text):
 class Gemini(Agent):
     name = "gemini"
     title = "Gemini CLI"
+    headless = 'fmapi gemini -p "your task" (answers once, then exits)'
     command = "gemini"
     npm_package = "@google/gemini-cli"
     pat_comment = "Gemini CLI FMAPI"
@@ -5883,20 +6032,111 @@ def check_version(agent, path):
 
 # --------------------------------------------------------------------------------------
 # 16. The terminal: prompts and the arrow-key selector
+#
+# Prompts read and write the user's terminal, /dev/tty, whatever stdin and stdout are, so
+# `fmapi | tee setup.log` still asks (and the log gets fmapi's output, not the questions).
+# fmapi asks only when stdin is a terminal too: `fmapi < answers` and tests never block.
+# Escape sequences (cursor moves, bold) only where TERM takes them; on TERM=dumb the
+# selector is a numbered list answered with a line. Colour is section 2's business.
 # --------------------------------------------------------------------------------------
 
+_TTY = []  # [fd of /dev/tty] once opened, [None] when there is none
 
-def ask_text(label, default=None, validate=None):
-    """Ask on the terminal until the answer is valid; Enter takes ``default``."""
-    while True:
-        suffix = " [%s]" % default if default else ""
+
+def tty_fd():
+    """The file descriptor of /dev/tty opened read-write (once), or None without a terminal."""
+    if not _TTY:
         try:
-            answer = input("%s%s: " % (label, suffix)).strip()
-        except EOFError:
-            raise FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.") from None
+            _TTY.append(os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0)))
+        except OSError:
+            _TTY.append(None)
+    return _TTY[0]
+
+
+def can_ask():
+    """True when fmapi may ask questions: stdin is a terminal and /dev/tty opens."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and tty_fd() is not None
+    except (ValueError, OSError):
+        return False
+
+
+def _tty_encoding():
+    import locale
+
+    return getattr(sys.stdin, "encoding", None) or locale.getpreferredencoding(False) or "utf-8"
+
+
+def tty_write(text):
+    """Write ``text`` to the terminal (nothing when there is none)."""
+    fd = tty_fd()
+    if fd is None:
+        return
+    data = text.encode(_tty_encoding(), "replace")
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def tty_readline():
+    """One line typed at the terminal, without its newline; None when input ended (Ctrl-D)."""
+    fd = tty_fd()
+    if fd is None:
+        return None
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1024)
+        if not chunk:  # Ctrl-D: on an empty line, the end; after some text, that text
+            if data:
+                break
+            return None
+        data += chunk
+    return data.decode(_tty_encoding(), "replace").rstrip("\r\n")
+
+
+def terminal_columns():
+    """Width of the terminal in columns (80 when unknown)."""
+    fd = tty_fd()
+    try:
+        columns = os.get_terminal_size(fd).columns if fd is not None else 0
+    except OSError:
+        columns = 0
+    return columns if columns > 0 else 80
+
+
+def clip(text, width):
+    """``text`` cut to ``width`` characters, ending in an ellipsis when it was longer."""
+    if len(text) <= width:
+        return text
+    ellipsis = "\u2026"
+    try:
+        ellipsis.encode(_tty_encoding())
+    except (UnicodeError, LookupError):
+        ellipsis = "..."
+    return text[:max(0, width - len(ellipsis))] + ellipsis
+
+
+def _input_ended(label):
+    tty_write("\n")  # Ctrl-D leaves the cursor after the prompt: the message starts a line of its own
+    return FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.")
+
+
+def ask_text(label, default=None, validate=None, hint=None):
+    """Ask at the terminal until the answer is valid; Enter takes ``default``.
+
+    ``hint`` (an example, or what the answer is for) is shown in parentheses after the label.
+    ``validate`` turns the text into the answer or raises FmapiError, whose message is shown
+    before asking again. FmapiError when input ends (Ctrl-D); KeyboardInterrupt on Ctrl-C.
+    """
+    prompt = label + (" (%s)" % hint if hint else "") + (" [%s]" % default if default else "") + ": "
+    while True:
+        tty_write(prompt)
+        answer = tty_readline()
+        if answer is None:
+            raise _input_ended(label)
+        answer = answer.strip()
         if not answer:
             if not default:
-                say("  Please enter a value.")
+                tty_write("  Please enter a value.\n")
                 continue
             answer = default
         if validate is None:
@@ -5904,52 +6144,90 @@ def ask_text(label, default=None, validate=None):
         try:
             return validate(answer)
         except FmapiError as exc:
-            say("  " + exc.message)
+            tty_write("  %s\n" % exc.message)
+
+
+def _select_by_number(label, options, default):
+    """select() on a terminal without escape sequences (TERM=dumb): a numbered list, a line."""
+    tty_write("%s:\n" % label)
+    for i, option in enumerate(options):
+        tty_write("  %d) %s\n" % (i + 1, option))
+    while True:
+        tty_write("Choose 1-%d, q cancels [%d]: " % (len(options), default + 1))
+        answer = tty_readline()
+        if answer is None:
+            raise _input_ended(label)
+        answer = answer.strip().lower()
+        if answer in ("q", "quit"):
+            raise KeyboardInterrupt
+        if not answer:
+            return default
+        if answer.isdigit() and 1 <= int(answer) <= len(options):
+            return int(answer) - 1
+        tty_write("  Please enter a number from 1 to %d.\n" % len(options))
 
 
 def select(label, options, default=0):
-    """An arrow-key selector: up/down (or k/j, or a digit) moves, Enter chooses.
+    """An arrow-key selector at the terminal; returns the index chosen.
 
-    The terminal is always restored, also on Ctrl-C (which propagates as KeyboardInterrupt).
+    Keys: up/down or k/j move, a digit jumps to that row, Enter chooses, Esc or q cancels
+    (KeyboardInterrupt, like Ctrl-C). Rows longer than the terminal is wide are cut with an
+    ellipsis, so redrawing never wraps; after the choice only "label: choice" stays. The
+    terminal is always restored. On TERM=dumb: a numbered list answered with a line.
     """
     import select as select_module
     import termios
     import tty
 
-    fd = sys.stdin.fileno()
-    out = sys.stdout
+    fd = tty_fd()
+    if fd is None:
+        raise FmapiError("no terminal to ask '%s' at." % label, fix="Pass it as a flag; see fmapi --help.")
+    if not fancy_terminal():
+        index = _select_by_number(label, options, default)
+        tty_write("  %s: %s\n" % (label, options[index]))
+        return index
+    width = terminal_columns() - 1  # never the last column: some terminals wrap there
+    keys = "up/down or j/k move, 1-%d jumps, Enter chooses, Esc or q cancels" % len(options) if len(options) > 1 \
+        else "Enter chooses, Esc or q cancels"
+    header = ["%s:" % label, "  (%s)" % keys]
+    header_lines = sum(max(1, -(-len(line) // (width + 1))) for line in header)  # as the terminal wraps them
     index = default
     saved = termios.tcgetattr(fd)
 
     def draw(first):
-        if not first:
-            out.write("\x1b[%dA" % len(options))
+        text = "" if first else "\x1b[%dA" % len(options)
         for i, option in enumerate(options):
-            line = ("  \x1b[1m> %s\x1b[0m" if i == index else "    %s") % option
-            out.write("\r\x1b[2K" + line + "\n")
-        out.flush()
+            row = clip(("> " if i == index else "  ") + option, width - 2)
+            text += "\r\x1b[2K  " + ("\x1b[1m%s\x1b[0m" % row if i == index else row) + "\n"
+        tty_write(text)
 
-    out.write("%s (up/down, Enter):\n" % label)
+    tty_write("\n".join(header) + "\n")
     try:
         tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: keys typed ahead still count
-        out.write("\x1b[?25l")
+        tty_write("\x1b[?25l")
         draw(True)
         while True:
             key = os.read(fd, 1)
             if key in (b"\r", b"\n"):
                 break
-            if key == b"":
-                raise FmapiError("no answer for '%s' (input ended)." % label, fix="Pass it as a flag; see fmapi --help.")
+            if key in (b"", b"\x04"):
+                raise _input_ended(label)
             if key == b"\x03":
                 raise KeyboardInterrupt
             if key == b"\x1b":
                 seq = b""
-                while len(seq) < 2 and select_module.select([fd], [], [], 0.1)[0]:
+                while len(seq) < 8 and select_module.select([fd], [], [], 0.05)[0]:
                     seq += os.read(fd, 1)
-                if seq in (b"[A", b"OA"):
+                    if seq[-1:].isalpha() or seq[-1:] == b"~":
+                        break
+                if not seq:  # Esc alone
+                    raise KeyboardInterrupt
+                if seq[:1] in (b"[", b"O") and seq.endswith(b"A"):
                     index = (index - 1) % len(options)
-                elif seq in (b"[B", b"OB"):
+                elif seq[:1] in (b"[", b"O") and seq.endswith(b"B"):
                     index = (index + 1) % len(options)
+            elif key in (b"q", b"Q"):
+                raise KeyboardInterrupt
             elif key in (b"k", b"K"):
                 index = (index - 1) % len(options)
             elif key in (b"j", b"J"):
@@ -5957,11 +6235,11 @@ def select(label, options, default=0):
             elif key.isdigit() and 1 <= int(key) <= len(options):
                 index = int(key) - 1
             draw(False)
+        # Only the answer stays: up over the rows and the header, clear, one line.
+        tty_write("\x1b[%dA\r\x1b[J%s\n" % (len(options) + header_lines, clip("%s: %s" % (label, options[index]), width)))
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        out.write("\x1b[?25h")
-        out.flush()
-    say("  %s: %s" % (label, options[index]))
+        tty_write("\x1b[?25h")
     return index
 
 
@@ -6031,18 +6309,34 @@ def previous_install(agent, registry, install_dir=None):
     return others[-1] if others else None
 
 
+# What each text prompt shows after its label: the seed README's example or purpose.
+PROMPT_HINTS = {
+    "host": "e.g. https://my-workspace.cloud.databricks.com",
+    "profile": "the Databricks CLI profile to sign in with, e.g. my-workspace",
+    "model": "the primary model, a serving endpoint name",
+    "opus": "for complex tasks",
+    "sonnet": "for lighter tasks",
+    "haiku": "for fast, low-cost tasks",
+    "base_path": "the folder that gets .claude/settings.json, e.g. ~/work/project",
+}
+
+
 def collect_answers(agent, args, registry, interactive):
     """Every setup answer: from flags, else the terminal, else the previous install or defaults."""
     location = getattr(args, "settings_location", None)
     previous = previous_install(agent, registry, agent.install_dir(location) if location else None)
     prev = previous or {}
+    # Workspace and profile are shared: a first setup of this agent offers (and --yes takes)
+    # those of the newest install of another agent.
+    shared = prev if prev.get("host") else next(
+        (r for r in reversed(list(registry.values())) if isinstance(r, dict) and r.get("host") and r.get("profile")), {})
 
     if args.host:
         host = normalize_host(args.host)
     elif interactive:
-        host = ask_text("Workspace URL", prev.get("host"), normalize_host)
-    elif prev.get("host"):
-        host = prev["host"]
+        host = ask_text("Workspace URL", shared.get("host"), normalize_host, PROMPT_HINTS["host"])
+    elif shared.get("host"):
+        host = shared["host"]
     else:
         raise UsageError("--host is required when fmapi runs without a terminal or with --yes.",
                          fix="Pass it, e.g. fmapi setup --yes --host https://my-workspace.cloud.databricks.com")
@@ -6053,13 +6347,14 @@ def collect_answers(agent, args, registry, interactive):
     if os.environ.get("DATABRICKS_CONFIG_FILE"):
         config_file = databricks_config_file()
     else:
-        config_file = prev.get("config_file") if prev.get("host") == host else None
+        config_file = shared.get("config_file") if shared.get("host") == host else None
 
-    profile_default = prev.get("profile") if prev.get("host") == host else default_profile(host, config_file)
+    profile_default = shared.get("profile") if shared.get("host") == host else default_profile(host, config_file)
     if args.profile:
         profile = profile_for_host(args.profile, host, config_file)
     elif interactive:
-        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host, config_file))
+        profile = ask_text("CLI profile name", profile_default, lambda name: profile_for_host(name, host, config_file),
+                           PROMPT_HINTS["profile"])
     else:
         profile = profile_for_host(profile_default, host, config_file)
 
@@ -6079,7 +6374,7 @@ def collect_answers(agent, args, registry, interactive):
         elif interactive and endpoints:
             answers[key] = pick_model(agent, label, endpoints, default)
         elif interactive:
-            answers[key] = ask_text(label, default)
+            answers[key] = ask_text(label, default, hint=PROMPT_HINTS.get(key))
         else:
             answers[key] = default
     answers["endpoints"] = endpoints
@@ -6092,7 +6387,8 @@ def collect_answers(agent, args, registry, interactive):
             default_index = {"home": 0, "cwd": 1}.get(prev.get("location", "home"), 2)
             picked = select("Settings location", choices, default_index)
             if picked == 2:
-                location = ask_text("Base path", prev.get("location") if default_index == 2 else None, _validate_base_path)
+                location = ask_text("Base path", prev.get("location") if default_index == 2 else None, _validate_base_path,
+                                    PROMPT_HINTS["base_path"])
             else:
                 location = ("home", "cwd")[picked]
         if location is None and prev.get("location") == "cwd" and prev.get("dir"):
@@ -6223,9 +6519,147 @@ def refuse_root_on_foreign_home():
                          fix="Run fmapi as %s, without sudo." % user)
 
 
+SETUP_FLAG_AGENTS = {"settings_location": ("claude",), "write_env": ("gemini",)}  # beside the prompts' own keys
+
+
+def check_flags_apply(agent, args):
+    """UsageError (exit 2) for a setup flag the chosen agent does not take, naming the agents that do.
+
+    Model flags belong to the agents whose prompts() ask that key (--opus: Claude Code);
+    the rest are in SETUP_FLAG_AGENTS.
+    """
+    owners = {key: list(names) for key, names in SETUP_FLAG_AGENTS.items()}
+    for other in AGENTS.values():
+        for key, _, _ in other.prompts({}):
+            owners.setdefault(key, []).append(other.name)
+    for key, names in sorted(owners.items()):
+        if getattr(args, key, None) is not None and agent.name not in names:
+            flag = "--" + key.replace("_", "-")
+            if key == "write_env" and args.write_env is False:
+                flag = "--no-write-env"
+            titles = " and ".join(AGENTS[name].title for name in sorted(names) if name in AGENTS)
+            raise UsageError("%s does not apply to %s: it is for %s." % (flag, agent.title, titles or "no agent"),
+                             fix="Leave it out, or choose that agent: fmapi setup --agent %s ..." % sorted(names)[0])
+
+
+def offer_launcher(args, interactive):
+    """After a setup: an `fmapi` launcher when fmapi is not on PATH (--link, or yes at the terminal).
+
+    A launcher fmapi wrote before is renewed (it follows this setup's interpreter); an `fmapi`
+    that is something else (Homebrew's) is left alone. --no-link never writes one.
+    """
+    import shutil
+
+    if args.link is False:
+        return
+    found = shutil.which("fmapi")
+    ours = installed_launchers()
+    if found and os.path.realpath(found) not in [os.path.realpath(p) for p in ours]:
+        if args.link:
+            say("  `fmapi` is already on PATH (%s); no launcher needed." % tilde(found))
+        return
+    if not found and not ours and not args.link:
+        if not interactive:
+            return
+        directory = tilde(launcher_dirs()[0])
+        answer = ask_text("Put an `fmapi` command in %s, so you can type fmapi from anywhere? (y/n)" % directory, "y")
+        if answer.lower() not in ("y", "yes"):
+            return
+    try:
+        path, on_path = write_launcher()
+    except FmapiError as exc:
+        warn("%s %s" % (exc.message, exc.fix))
+        return
+    if not ours:
+        say("  wrote the launcher %s (it runs fmapi's private copy; `fmapi --uninstall` removes it)." % tilde(path))
+    if not on_path:
+        warn("%s is not on your PATH: add it (e.g. in ~/.profile: export PATH=\"%s:$PATH\") to type fmapi."
+             % (tilde(os.path.dirname(path)), os.path.dirname(path)))
+
+
+def check_dependencies_first(agent, args, interactive):
+    """Before any question: name a missing agent or Databricks CLI, then install it (at a
+    terminal after asking, Enter = yes; with --yes or without a terminal as always), or stop
+    with what to install (--no-install, or no at the question)."""
+    missing = [(command, owner) for command, owner in ((agent.command, agent), ("databricks", None))
+               if not find_command(command)]
+    if not missing:
+        return
+    found = [installer_for(command, owner) for command, owner in missing]
+    names = " and ".join(description for description, _ in found)
+    say("fmapi needs %s, which %s not installed." % (names, "is" if len(found) == 1 else "are"))
+    how = "; ".join(shell_command for _, shell_command in found)
+    if args.no_install:
+        raise FmapiError("not installing %s (--no-install); nothing was changed." % names,
+                         fix="Install it yourself (%s), then run fmapi setup again." % how)
+    if interactive and ask_text("Install %s now? (y/n)" % names, "y").lower() not in ("y", "yes"):
+        raise FmapiError("setup needs %s; nothing was changed." % names,
+                         fix="Install it yourself (%s), then run fmapi setup again." % how)
+    for command, owner in missing:
+        ensure_command(command, owner)
+
+
+def answers_command(agent, answers):
+    """The setup with every answer as a flag: paste it to run the same setup without questions."""
+    import shlex
+
+    words = ["setup"] + ([] if agent.name == "claude" else ["--agent", agent.name])
+    words += ["--host", answers["host"], "--profile", answers["profile"]]
+    if answers.get("auth"):
+        words += ["--auth", answers["auth"]]
+    for key, _, _ in agent.prompts({}):
+        if answers.get(key):
+            words += ["--" + key.replace("_", "-"), answers[key]]
+    if answers.get("location"):
+        words += ["--settings-location", answers["location"]]
+    if answers.get("auth", "pat") == "pat" and answers.get("lifetime_days"):
+        words += ["--pat-lifetime", str(answers["lifetime_days"])]
+    if answers.get("min_remaining") and int(answers["min_remaining"]) != MIN_REMAINING:
+        words += ["--min-remaining", str(int(answers["min_remaining"]) // 60)]
+    return "fmapi " + " ".join(shlex.quote(str(word)) for word in words + ["--yes"])
+
+
+def closing_message(agent, record, warnings=(), unchanged=False):
+    """Setup's last words, one shape for every agent: what changed, how to start the agent (its
+    own finish_message), where it points, headless use, how to check and undo, and the
+    warnings given during setup again."""
+    lines = ["Nothing changed: %s was already set up this way." % agent.title] if unchanged else []
+    lines.append(agent.finish_message(record))
+    where = record.get("settings") or record.get("config") or record["dir"]
+    lines.append("  Workspace: %s (profile %s); model: %s; files: %s"
+                 % (record["host"], record["profile"], record.get("model") or agent.default_model, tilde(where)))
+    if agent.headless:
+        lines.append("  Without a terminal (scripts, CI): " + agent.headless)
+    lines.append("  Check it: fmapi status; undo all of it: fmapi --uninstall")
+    if warnings:
+        lines.append(paint("Warnings during this setup (see above):", "warning", sys.stdout))
+        lines += ["  - " + text for text in warnings]
+    return "\n".join(lines)
+
+
+def _setup_state(record):
+    """What a setup could change for ``record``: the install's files (path -> sha256) and its record."""
+    import hashlib
+
+    paths = {record.get(key) for key in ("settings", "config") if isinstance(record.get(key), str)}
+    paths.update(os.path.join(record["dir"], name) for name in _listdir(record["dir"]))
+    state = {}
+    for path in sorted(p for p in paths if p):
+        data = read_bytes(path) if os.path.isfile(path) else None
+        if data is not None:
+            state[path] = hashlib.sha256(data).hexdigest()
+    return state, load_registry().get(record["dir"])
+
+
 def cmd_setup(args):
     agent = AGENTS[args.agent]
-    interactive = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+    check_flags_apply(agent, args)
+    interactive = not args.yes and can_ask()
+    if interactive:  # before the questions; a flag that is wrong anyway is said first
+        if args.host:
+            normalize_host(args.host)
+        refuse_root_on_foreign_home()
+        check_dependencies_first(agent, args, interactive)
     registry = load_registry()
     answers, previous = collect_answers(agent, args, registry, interactive)
     endpoints = answers.pop("endpoints", None)
@@ -6253,6 +6687,26 @@ def cmd_setup(args):
         check_private_dir(runtime_dir(), "the token helpers' runtime copy")
     agent.check(record)
 
+    if not interactive:  # no questions: what is missing is named (and installed) where step 1 starts
+        check_dependencies_first(agent, args, interactive)
+    warned = len(WARNINGS)
+    before = _setup_state(record) if previous_same else None
+    try:
+        record = _setup_steps(args, agent, record, previous_same, interactive, endpoints)
+    except FmapiError as exc:
+        if interactive:  # the answers are not lost: one command runs the same setup without questions
+            exc.fix = (exc.fix + "\n  " if exc.fix else "") + \
+                "Your answers, to run this setup again without questions:\n    " + answers_command(agent, answers)
+        raise
+    unchanged = before is not None and _setup_state(record) == before
+    offer_launcher(args, interactive)
+    say("\n" + closing_message(agent, record, WARNINGS[warned:], unchanged))
+    return 0
+
+
+def _setup_steps(args, agent, record, previous_same, interactive, endpoints=None):
+    """Setup's five steps for the answers in ``record`` (``endpoints``: the workspace's, when the
+    questions listed them); returns the record as registered."""
     total = 5
     step(1, total, "Dependencies")
     agent_path = ensure_command(agent.command, agent)
@@ -6308,8 +6762,7 @@ def cmd_setup(args):
     else:
         say("  nothing to migrate.")
 
-    say("\n" + agent.finish_message(record))
-    return 0
+    return record
 
 
 def setup_pat(agent, record, previous, cached, bearer):
@@ -6338,7 +6791,9 @@ def setup_pat(agent, record, previous, cached, bearer):
     token, replaced = obtain_token(spec, force=changed, bearer=bearer,
                                    deadline=Deadline(SETUP_DEADLINE, notify=lambda text: say("  " + text)))
     if replaced and mine.get("profile", record["profile"]) == record["profile"]:
-        revoke_quietly(*replaced)  # the same workspace and profile; a move is retire_pat's
+        gone = [str(token_id) for token_id in replaced[2].get("revoke") or []]
+        if not revoke_quietly(*replaced) and gone:  # the same workspace and profile; a move is retire_pat's
+            say("  revoked the PAT it replaced (token id %s) in the workspace." % ", ".join(gone))
     cache = read_cache(spec.cache_path) or {}
     used = cache.get("lifetime_days")
     if isinstance(used, int) and 0 < used < record["lifetime_days"]:
@@ -6540,13 +6995,14 @@ def cmd_uninstall(args):
     installs = discover_installs(registry)
     rc_files = legacy_rc_files()
     leftovers = runtime_leftovers() if not registry else []  # an earlier uninstall was cut short
-    if not installs and not rc_files and not leftovers:
+    launchers = installed_launchers()
+    if not installs and not rc_files and not leftovers and not launchers:
         if not registry:
             remove_runtime()  # only empty folders can be left here (an uninstall killed at its very end)
         say("Nothing to uninstall.")
         return 0
     refuse_root_on_foreign_home()
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = can_ask()
     say("fmapi found:")
     for record in installs.values():
         say("  - " + describe_install(record))
@@ -6554,6 +7010,8 @@ def cmd_uninstall(args):
         say("  - an old shell wrapper in %s" % tilde(path))
     if leftovers:
         say("  - fmapi's runtime files in %s (no install record is left)" % tilde(data_home()))
+    for path in launchers:
+        say("  - the fmapi launcher %s" % tilde(path))
     if not args.yes:
         if not interactive:
             raise UsageError("not removing anything without confirmation.", fix="Run it again with --yes to remove the above.")
@@ -6578,6 +7036,9 @@ def cmd_uninstall(args):
         else:
             registry.pop(directory, None)
     remove_legacy_wrappers(report)
+    for path in launchers:
+        if remove_file(path):
+            report.removed.append("the fmapi launcher %s" % tilde(path))
     if registry:
         save_registry(registry)
     else:
@@ -7461,6 +7922,11 @@ def build_parser():
     setup.add_argument("--skip-model-check", action="store_true",
                        help="keep the models as given even when the workspace does not list them as "
                             "serving endpoints for the agent")
+    setup.add_argument("--link", action=argparse.BooleanOptionalAction, default=None,
+                       help="when `fmapi` is not on PATH, put a small fmapi launcher in ~/.local/bin (or the first "
+                            "PATH folder in your home); --no-link never does (default: ask at a terminal)")
+    setup.add_argument("--no-install", action="store_true",
+                       help="never install a missing agent or Databricks CLI: say what to install and stop")
     setup.add_argument("-y", "--yes", action="store_true", help="ask nothing; take defaults for what is missing")
 
     token = commands.add_parser(
@@ -7674,13 +8140,14 @@ def main(argv=None):
         quiet_stdout()
         return 128 + signal.SIGPIPE
     except FmapiError as exc:
-        print(exc.render(), file=sys.stderr, flush=True)
+        print(error_text(exc.render()), file=sys.stderr, flush=True)
         return exc.code
     except KeyboardInterrupt:
-        print("\nfmapi: interrupted; files are as they were or complete, never half-written.", file=sys.stderr, flush=True)
+        print("\n" + error_text("fmapi: interrupted; files are as they were or complete, never half-written."),
+              file=sys.stderr, flush=True)
         return 130
     except OSError as exc:  # a file fmapi must write or read: one line, no traceback
-        print(FmapiError(*os_error_text(exc)).render(), file=sys.stderr, flush=True)
+        print(error_text(FmapiError(*os_error_text(exc)).render()), file=sys.stderr, flush=True)
         return 1
 
 

@@ -27,6 +27,18 @@ class Fmapi < Formula
     SH
     (bin/"fmapi").chmod 0755
     man1.install "man/fmapi.1"
+    # Generated from fmapi's parser by build.sh (completions/generate.py).
+    bash_completion.install "completions/fmapi.bash" => "fmapi"
+    zsh_completion.install "completions/_fmapi"
+    fish_completion.install "completions/fmapi.fish"
+  end
+
+  def caveats
+    <<~EOS
+      fmapi writes agent settings, token helpers and a private copy of itself outside
+      Homebrew's prefix. To remove them, run this before `brew uninstall fmapi`:
+        fmapi --uninstall
+    EOS
   end
 
   test do
@@ -43,5 +55,14 @@ class Fmapi < Formula
     output = shell_output("#{bin}/fmapi setup --yes --host http://example.com --profile brew-test 2>&1", 2)
     assert_match "must start with https://", output
     assert_path_exists man1/"fmapi.1"
+    # The completions know the commands and options of this version's parser.
+    assert_match "complete -F _fmapi fmapi", (bash_completion/"fmapi").read
+    assert_match "#compdef fmapi", (zsh_completion/"_fmapi").read
+    assert_match "-l uninstall", (fish_completion/"fmapi.fish").read
+    words = shell_output("bash -c 'source #{bash_completion}/fmapi; COMP_WORDS=(fmapi setup --pat); " \
+                         "COMP_CWORD=2; _fmapi; echo \"${COMPREPLY[*]}\"'")
+    assert_match "--pat-lifetime", words
+    assert_match "uninstall", shell_output("bash -c 'source #{bash_completion}/fmapi; COMP_WORDS=(fmapi \"\"); " \
+                                           "COMP_CWORD=1; _fmapi; echo \"${COMPREPLY[*]}\"'")
   end
 end

@@ -88,6 +88,9 @@ def home(tmp_path, monkeypatch, home_bin):
     monkeypatch.setenv("PATH", os.pathsep.join([str(FAKEBIN), str(home_bin),
                                                 os.environ.get("PATH", "")]))
     monkeypatch.setenv("BROWSER", "none")  # nothing may ever open a real browser
+    # `fmapi` is on PATH, as after brew install or setup's launcher: messages say "fmapi ...".
+    # Tests of the other install routes delete it (tests/test_launcher.py).
+    make_stub(home_bin, "fmapi", '#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FMAPI))
     no_proxy = "127.0.0.1,localhost"
     monkeypatch.setenv("NO_PROXY", no_proxy)
     monkeypatch.setenv("no_proxy", no_proxy)

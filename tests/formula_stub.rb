@@ -15,14 +15,18 @@ require "pathname"
 require "tmpdir"
 
 class Pathname
-  # Homebrew's Pathname#install: move each source into this folder.
+  # Homebrew's Pathname#install: move each source into this folder; a Hash renames
+  # ("completions/fmapi.bash" => "fmapi").
   def install(*sources)
     mkpath
     sources.flatten.each do |src|
-      src = Pathname(src)
-      raise Errno::ENOENT, src.to_s unless src.exist?
+      pairs = src.is_a?(Hash) ? src.to_a : [[src, Pathname(src).basename]]
+      pairs.each do |from, to|
+        from = Pathname(from)
+        raise Errno::ENOENT, from.to_s unless from.exist?
 
-      FileUtils.mv(src, self / src.basename)
+        FileUtils.mv(from, self / to)
+      end
     end
   end
 end
@@ -150,6 +154,19 @@ class Formula
     prefix / "share/man/man1"
   end
 
+  # Where Homebrew's formula paths put shell completions.
+  def bash_completion
+    prefix / "etc/bash_completion.d"
+  end
+
+  def zsh_completion
+    prefix / "share/zsh/site-functions"
+  end
+
+  def fish_completion
+    prefix / "share/fish/vendor_completions.d"
+  end
+
   def method_missing(name, *args)
     raise StubFailure, "formula method not in the stub: #{name}(#{args.inspect[1..-2]})"
   end
@@ -216,7 +233,9 @@ klass = Formula.formulae.first
 
 case mode
 when nil
-  puts JSON.pretty_generate(klass.decl.merge("class" => klass.name, "version" => klass.scanned_version))
+  caveats = klass.method_defined?(:caveats, false) ? klass.new("/prefix", "/testpath").caveats : nil
+  puts JSON.pretty_generate(klass.decl.merge("class" => klass.name, "version" => klass.scanned_version,
+                                             "caveats" => caveats))
 when "install"
   Dir.mktmpdir("formula-test") do |testpath|
     formula = klass.new(File.expand_path(prefix), testpath)

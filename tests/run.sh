@@ -117,14 +117,20 @@ if [ ! -f "$VENV/.complete" ]; then
     unlock "$VENV.lock"
 fi
 
-# 2. Debian tools the packaging tests use (ruby -wc for the formula, man for the page).
-if ! command -v ruby >/dev/null 2>&1 || ! command -v man >/dev/null 2>&1 || ! command -v groff >/dev/null 2>&1; then
+# 2. Debian tools the packaging tests use (ruby -wc for the formula, man for the page, zsh
+#    and fish for the completions).
+missing=
+for tool in ruby:ruby man:man-db groff:groff-base zsh:zsh fish:fish; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
+done
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing ruby, man-db and groff-base (for the packaging tests) with apt-get, about 50 MB"
+        say "installing$missing (for the packaging tests) with apt-get, about 80 MB at most"
         quietly apt-get update -qq
-        quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby man-db groff-base
+        # shellcheck disable=SC2086  # one word per package
+        quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
     else
-        say "ruby, man or groff missing: the tests that need them are skipped (apt-get install ruby man-db groff-base)" >&2
+        say "missing$missing: the tests that need them are skipped (apt-get install$missing)" >&2
     fi
 fi
 

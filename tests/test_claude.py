@@ -456,12 +456,23 @@ def test_no_token_in_any_argv_or_output(home, workspace, setup_claude, tmp_path)
 class Terminal:
     """fmapi in a pseudo-terminal: read what it shows, type like a person."""
 
-    def __init__(self, args, cwd):
+    def __init__(self, args, cwd, env=None, columns=None):
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: fmapi on a controlling terminal
+        if self.pid == 0:  # the child: fmapi on a controlling terminal (TERM=xterm unless env says)
             os.chdir(cwd)
+            for name, value in dict({"TERM": "xterm"}, **(env or {})).items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            if columns:
+                import fcntl
+                import struct
+                import termios
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
             os.execv(sys.executable, [sys.executable, str(FMAPI)] + list(args))
         self.buffer = ""
+        self.history = ""  # everything fmapi wrote, for a terminal emulator
 
     def expect(self, text, timeout=30):
         deadline = time.time() + timeout
@@ -477,6 +488,7 @@ class Terminal:
                 if not chunk:
                     raise AssertionError("fmapi ended before %r; screen:\n%s" % (text, self.buffer))
                 self.buffer += chunk.decode("utf-8", "replace")
+                self.history += chunk.decode("utf-8", "replace")
         seen, self.buffer = self.buffer.split(text, 1)
         return seen
 
@@ -492,6 +504,7 @@ class Terminal:
                 except OSError:
                     chunk = b""
                 self.buffer += chunk.decode("utf-8", "replace")
+                self.history += chunk.decode("utf-8", "replace")
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 os.close(self.fd)
@@ -517,15 +530,15 @@ def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, lo
     term.expect("renewed through the Databricks CLI)")
     term.send(ENTER)
     # signed in, fmapi offers the workspace's Claude endpoints, the default first, then Other…
-    term.expect("Model (up/down, Enter)")
+    term.expect("Model:")
     menu = term.expect(OTHER)
     assert menu.index("databricks-claude-opus-4-6") < menu.index("databricks-claude-haiku-4-5")
     assert "gpt" not in menu and "gemini" not in menu and "llama" not in menu
     term.send(ENTER)
-    term.expect("Opus model (up/down, Enter)")
+    term.expect("Opus model:")
     term.expect(OTHER)
     term.send(ENTER)
-    term.expect("Sonnet model (up/down, Enter)")
+    term.expect("Sonnet model:")
     term.expect(OTHER)
     term.send(UP + ENTER)  # Other…: free text, checked against the workspace
     term.expect("Sonnet model [databricks-claude-sonnet-4-6]")
@@ -533,7 +546,7 @@ def test_interactive_setup_with_typed_answers_and_arrow_keys(home, workspace, lo
     term.expect("no serving endpoint 'databricks-claude-sonet-4-5'; the nearest: databricks-claude-sonnet-4-5")
     term.expect("Sonnet model [databricks-claude-sonnet-4-6]")
     term.send("databricks-claude-sonnet-4-5\r")
-    term.expect("Haiku model (up/down, Enter)")
+    term.expect("Haiku model:")
     term.expect(OTHER)
     term.send(ENTER)
     term.expect("Settings location")
@@ -573,7 +586,7 @@ def test_ctrl_c_at_a_selector_exits_130_restores_the_terminal_and_writes_nothing
     term.expect("renewed through the Databricks CLI)")  # the Credential selector
     term.send(ENTER)
     for label in ("Model", "Opus model", "Sonnet model", "Haiku model"):
-        term.expect(label + " (up/down, Enter)")
+        term.expect(label + ":")
         term.expect(OTHER)
         term.send(ENTER)
     term.expect("Settings location")

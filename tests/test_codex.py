@@ -498,7 +498,7 @@ def test_interactive_setup_offers_the_workspaces_gpt_endpoints(home, workspace, 
     term = Terminal(["--agent", "codex", "--host", workspace.url, "--profile", logged_in], cwd=os.getcwd())
     term.expect("renewed through the Databricks CLI)")  # the Credential selector: PAT
     term.send(ENTER)
-    term.expect("Model (up/down, Enter)")
+    term.expect("Model:")
     menu = term.expect(OTHER)
     assert menu.index("databricks-gpt-5-2") < menu.index("databricks-gpt-5-2-codex")
     assert "claude" not in menu and "gemini" not in menu

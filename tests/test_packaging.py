@@ -31,7 +31,7 @@ import pytest
 
 from conftest import FAKEBIN, FMAPI, PROFILE, REPO_ROOT, make_stub
 
-BUILD_INPUTS = ("fmapi.py", "build.sh", "requirements-dev.txt", "Formula/fmapi.rb", "man/fmapi.1")
+BUILD_INPUTS = ("fmapi.py", "build.sh", "requirements-dev.txt", "Formula/fmapi.rb", "man/fmapi.1", "completions/generate.py")
 FORMULA = REPO_ROOT / "Formula" / "fmapi.rb"
 MAN_PAGE = REPO_ROOT / "man" / "fmapi.1"
 STUB = REPO_ROOT / "tests" / "formula_stub.rb"
@@ -196,9 +196,9 @@ def find_python(version):
 
 def test_two_builds_are_byte_identical(builds):
     a, b = builds.a, builds.b
-    assert sorted(p.name for p in a.dist.iterdir()) == sorted(["fmapi.pyz", TARBALL])
-    assert sorted(p.name for p in b.dist.iterdir()) == sorted(["fmapi.pyz", TARBALL])
-    for name in ("fmapi.pyz", TARBALL):
+    assert sorted(p.name for p in a.dist.iterdir()) == sorted(["completions", "fmapi.pyz", TARBALL])
+    assert sorted(p.name for p in b.dist.iterdir()) == sorted(["completions", "fmapi.pyz", TARBALL])
+    for name in ("fmapi.pyz", TARBALL, "completions/fmapi.bash", "completions/_fmapi", "completions/fmapi.fish"):
         assert sha256(a.dist / name) == sha256(b.dist / name), name
     assert a.man.read_bytes() == b.man.read_bytes()
     assert a.epoch == b.epoch
@@ -246,7 +246,11 @@ def test_tarball_holds_the_pyz_and_the_man_page(builds):
     assert header[:2] == b"\x1f\x8b" and int.from_bytes(header[4:8], "little") == b.epoch
     with tarfile.open(b.tarball) as tar:
         members = {m.name: m for m in tar.getmembers()}
-        assert sorted(members) == [top, top + "/fmapi.pyz", top + "/man", top + "/man/fmapi.1"]
+        assert sorted(members) == [top, top + "/completions", top + "/completions/_fmapi", top + "/completions/fmapi.bash",
+                                   top + "/completions/fmapi.fish", top + "/fmapi.pyz", top + "/man", top + "/man/fmapi.1"]
+        for name in ("fmapi.bash", "_fmapi", "fmapi.fish"):
+            assert tar.extractfile(top + "/completions/" + name).read() == (b.dist / "completions" / name).read_bytes()
+            assert members[top + "/completions/" + name].mode == 0o644
         assert tar.extractfile(top + "/fmapi.pyz").read() == b.pyz.read_bytes()
         assert tar.extractfile(top + "/man/fmapi.1").read() == b.man.read_bytes()
         assert members[top + "/fmapi.pyz"].mode == 0o755
@@ -297,6 +301,17 @@ def test_pyz_runs_under_env_i_with_a_fresh_home(pyz, tmp_path):
     assert [p for p in tree(home) if not p.startswith(".shiv")] == []
 
 
+def test_pyz_version_answers_without_unpacking(pyz, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(home, tmp_path)
+    r = env_i(env, [PYTHON, pyz, "--version"], tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "fmapi %s\n" % VERSION, "")
+    assert tree(home) == [] and tree(env["TMPDIR"]) == []  # no ~/.shiv, no fallback folder
+    with zipfile.ZipFile(pyz) as z:  # the version it answers is the one inside
+        assert '__version__ = "%s"' % VERSION in z.read("site-packages/fmapi.py").decode()
+
+
 def test_pyz_runs_with_a_read_only_home(pyz, tmp_path, read_only):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir()
@@ -323,7 +338,7 @@ def test_pyz_never_extracts_into_a_planted_temp_folder(pyz, tmp_path, read_only)
     planted = Path(env["TMPDIR"]) / ("fmapi-shiv-%d" % os.getuid())
     planted.mkdir()
     planted.chmod(0o777)  # anyone could have put code there: never used
-    r = env_i(env, [PYTHON, pyz, "--version"], tmp_path, read_only(home))
+    r = env_i(env, [PYTHON, pyz, "--help"], tmp_path, read_only(home))  # --help unpacks; --version does not
     assert r.returncode != 0
     assert tree(planted) == [] and tree(home) == []
 
@@ -332,7 +347,7 @@ def test_shiv_root_still_wins(pyz, tmp_path):
     home, root = tmp_path / "home", tmp_path / "shiv-root"
     home.mkdir()
     env = dict(clean_env(home, tmp_path), SHIV_ROOT=str(root))
-    r = env_i(env, [PYTHON, pyz, "--version"], tmp_path)
+    r = env_i(env, [PYTHON, pyz, "--help"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(shiv_copies(root)) == 1 and tree(home) == []
 
@@ -494,7 +509,13 @@ def test_formula_follows_homebrew_conventions():
     assert re.search(r'exec "#\{Formula\["%s"\]\.opt_bin\}/%s" "#\{libexec\}/fmapi\.pyz" "\$@"'
                      % (re.escape(pythons[0]), re.escape(python_bin)), source)
     assert not re.search(r"rewrite_shebang|inreplace", source)  # the pyz stays byte for byte
+    # caveats: fmapi's files outside the prefix go with `fmapi --uninstall`, before brew uninstall.
+    assert "fmapi --uninstall" in d["caveats"] and "before `brew uninstall fmapi`" in d["caveats"]
+    for line in ('bash_completion.install "completions/fmapi.bash" => "fmapi"', 'zsh_completion.install "completions/_fmapi"',
+                 'fish_completion.install "completions/fmapi.fish"'):
+        assert line in source
     test_block = source[source.index("test do"):]
+    assert all(name in test_block for name in ("bash_completion", "zsh_completion", "fish_completion"))
     assert test_block.count("shell_output") >= 3 and "token" in test_block
 
 
@@ -532,9 +553,12 @@ def test_formula_install_and_test_blocks(builds, tmp_path):
                        env=dict(os.environ, PATH=os.pathsep.join([os.path.dirname(PYTHON), "/usr/bin", "/bin"])))
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["installed"] == ["bin", "bin/fmapi", "libexec", "libexec/fmapi.pyz", "share", "share/man",
-                                   "share/man/man1", "share/man/man1/fmapi.1"]
-    assert result["assertions"] >= 5
+    assert result["installed"] == ["bin", "bin/fmapi", "etc", "etc/bash_completion.d", "etc/bash_completion.d/fmapi",
+                                   "libexec", "libexec/fmapi.pyz", "share", "share/fish", "share/fish/vendor_completions.d",
+                                   "share/fish/vendor_completions.d/fmapi.fish", "share/man", "share/man/man1",
+                                   "share/man/man1/fmapi.1", "share/zsh", "share/zsh/site-functions",
+                                   "share/zsh/site-functions/_fmapi"]
+    assert result["assertions"] >= 10
     wrapper = prefix / "bin" / "fmapi"
     assert wrapper.read_text().startswith("#!/bin/sh\n") and os.access(wrapper, os.X_OK)
     assert (prefix / "libexec" / "fmapi.pyz").read_bytes() == builds.a.pyz.read_bytes()
@@ -543,3 +567,86 @@ def test_formula_install_and_test_blocks(builds, tmp_path):
     home.mkdir()
     out = env_i(clean_env(home, tmp_path), [wrapper, "--version"], tmp_path)
     assert out.stdout.strip() == "fmapi %s" % VERSION, out.stderr
+
+
+# ----------------------------------------------------------------------------- shell completions
+
+
+def completion(builds, name):
+    return builds.b.dist / "completions" / name
+
+
+def every_option():
+    return {option for options in command_names().values() for option in options}
+
+
+def test_completions_are_generated_from_the_parser(builds):
+    texts = {name: completion(builds, name).read_text() for name in ("fmapi.bash", "_fmapi", "fmapi.fish")}
+    for name, text in texts.items():
+        assert "fmapi %s, generated by build.sh" % VERSION in text, name
+        for command in command_names():
+            assert command in text, (name, command)
+    for option in every_option() | {"--uninstall", "--version"}:
+        assert option in texts["fmapi.bash"] and option in texts["_fmapi"], option
+        assert ("-l " + option[2:] if option.startswith("--") else "-s " + option[1:]) in texts["fmapi.fish"], option
+    assert texts["_fmapi"].startswith("#compdef fmapi\n")
+    assert builds.a.dist.joinpath("completions", "fmapi.bash").read_bytes() == texts["fmapi.bash"].encode()
+
+
+def bash_complete(script, *words):
+    """What bash's completion of `words` (the last one being typed) offers."""
+    line = " ".join('"%s"' % w for w in words)
+    r = subprocess.run(["bash", "-c", 'source "$1"; COMP_WORDS=(%s); COMP_CWORD=%d; _fmapi; printf "%%s\\n" "${COMPREPLY[@]}"'
+                        % (line, len(words) - 1), "bash", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return [w for w in r.stdout.splitlines() if w]
+
+
+def test_bash_completion_completes_commands_options_and_choices(builds, tmp_path):
+    script = completion(builds, "fmapi.bash")
+    assert set(command_names()) <= set(bash_complete(script, "fmapi", ""))
+    assert bash_complete(script, "fmapi", "setup", "--pat") == ["--pat-lifetime"]
+    assert bash_complete(script, "fmapi", "--agent", "") == sorted(FMAPI_MODULE.AGENTS)
+    assert bash_complete(script, "fmapi", "setup", "--pat-lifetime", "") == ["1", "3", "5", "7"]
+    assert bash_complete(script, "fmapi", "uninstall", "--re") == ["--revoke"]
+    assert bash_complete(script, "fmapi", "gemini", "--") == []  # the agent's arguments: not fmapi's
+    (tmp_path / "proj").mkdir()
+    import shlex
+    offered = bash_complete(script, "fmapi", "--settings-location", str(tmp_path) + "/p")
+    assert offered == [str(tmp_path / "proj")], shlex.quote(str(offered))
+
+
+def test_zsh_completion_parses_and_offers_choices(builds):
+    if not shutil.which("zsh"):
+        pytest.skip("zsh is not installed (tests/run.sh installs it)")
+    script = completion(builds, "_fmapi")
+    r = subprocess.run(["zsh", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    # compadd/_describe stand in for the completion system (they only print what they are given).
+    probe = ('compadd() { print -r -- "compadd $*" }; _describe() { print -r -- "describe $1: ${(P)2}" }; '
+             '_files() { print -r -- "files $*" }; _message() { :; }; source "$1" >/dev/null 2>&1; ')
+    def zsh(words, current):
+        r = subprocess.run(["zsh", "-f", "-c", probe + "words=(%s); CURRENT=%d; _fmapi" % (words, current), "zsh", str(script)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    assert "compadd -- %s" % " ".join(sorted(FMAPI_MODULE.AGENTS)) in zsh('fmapi --agent ""', 3)
+    out = zsh('fmapi ""', 2)
+    assert "describe command: setup:" in out and "--uninstall:" in out
+    assert "--revoke:" in zsh('fmapi uninstall ""', 3)
+
+
+def test_fish_completion_offers_commands_options_and_choices(builds):
+    if not shutil.which("fish"):
+        pytest.skip("fish is not installed (tests/run.sh installs it)")
+    script = completion(builds, "fmapi.fish")
+
+    def fish(line):
+        r = subprocess.run(["fish", "--no-config", "-c", 'source $argv[1]; complete -C"%s"' % line, str(script)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        return [row.split("\t")[0] for row in r.stdout.splitlines()]
+    assert set(command_names()) <= set(fish("fmapi "))
+    assert fish("fmapi setup --pat") == ["--pat-lifetime"]
+    assert fish("fmapi --agent ") == sorted(FMAPI_MODULE.AGENTS)
+    assert "--revoke" in fish("fmapi uninstall --")

@@ -179,7 +179,7 @@ def test_interactive_uninstall_lists_asks_and_defaults_to_not_revoking(home, wor
     listing = term.expect("Remove all of this?")
     assert "settings.json" in listing
     term.send("y\r")
-    question = term.expect("(up/down, Enter)")
+    question = term.expect("Esc or q cancels)")
     assert "other machines" in question
     term.send(ENTER)
     assert term.finish() == 0, term.buffer
@@ -193,7 +193,7 @@ def test_interactive_uninstall_can_revoke(home, workspace, install):
     term = Terminal(["uninstall"], cwd=os.getcwd())
     term.expect("Remove all of this?")
     term.send("y\r")
-    term.expect("(up/down, Enter)")
+    term.expect("Esc or q cancels)")
     term.send(DOWN + ENTER)
     assert term.finish() == 0, term.buffer
     assert token not in workspace.pat_values()
