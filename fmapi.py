@@ -3104,6 +3104,11 @@ class Relay:
         if not self._admits(handler.headers):
             return _relay_answer(handler, 401, "UNAUTHENTICATED",
                                  "fmapi relay: this request does not carry the key of this launch.")
+        words = (handler.requestline or "").split()  # as sent: http.server (3.11+) collapses a leading "//"
+        path = relay_request_path(words[1] if len(words) == 3 and words[1] != handler.path else handler.path)
+        if path is None:  # it could reach beyond the serving endpoint once a front end normalises it
+            return _relay_answer(handler, 400, "BAD_REQUEST",
+                                 "fmapi relay: refused a request path with dot segments, encoded slashes or backslashes.")
         try:
             body = _relay_read_body(handler)
         except ValueError as exc:
@@ -3118,7 +3123,7 @@ class Relay:
             return _relay_answer(handler, 502, "TEMPORARILY_UNAVAILABLE",
                                  "fmapi: could not get a Databricks token (%s)." % type(exc).__name__, close=False)
         headers = self._upstream_headers(handler.headers, bearer, None if body is None else len(body))
-        target = self._base_path + handler.path
+        target = self._base_path + path
         if self._proxy and not self._https:
             target = self._origin + target  # a plain-http proxy gets the absolute URL
         for attempt in (1, 2):
@@ -3178,6 +3183,39 @@ class Relay:
                 self._give_back(conn)
             else:
                 conn.close()
+
+
+def relay_request_path(target):
+    """The request target ``target`` ("/path?query") when its path stays below the relay's
+    upstream base path whatever normalises it on the way (RFC 3986 section 5.2.4 dot-segment
+    removal, percent-decoding, backslash-as-slash, a proxy's ";" parameters), else None.
+
+    Refused: a path not starting with one "/", "//" anywhere, a "\\", a segment that is "." or
+    ".." once percent-decoded (any number of times, any case, with ";..." dropped), a decoded
+    "/" or "\\" inside a segment, control characters, a fragment. The query is kept as sent.
+    """
+    import urllib.parse
+
+    path, mark, query = target.partition("?")
+    if not path.startswith("/") or "//" in path or "\\" in path or "#" in path:
+        return None
+    for segment in path.split("/")[1:]:
+        decoded = segment
+        for _ in range(4):  # an upstream may decode more than once: %252e -> %2e -> .
+            try:
+                once = urllib.parse.unquote(decoded, errors="strict") if "%" in decoded else decoded
+            except UnicodeDecodeError:
+                return None
+            if once == decoded:
+                break
+            decoded = once
+        else:
+            return None
+        if any(ch in decoded for ch in "/\\") or any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in decoded):
+            return None
+        if decoded.split(";")[0].strip() in (".", ".."):
+            return None
+    return path + mark + query
 
 
 def _relay_classes():
