@@ -551,13 +551,36 @@ def open_private(path):
         os.close(fd)
 
 
-def read_bytes(path):
-    """The file's bytes, or None when it does not exist."""
+MAX_FILE_BYTES = 16 * 1024 * 1024  # no config file fmapi reads is near this: a bigger one is not one
+
+
+def read_bytes(path, limit=MAX_FILE_BYTES):
+    """The bytes of the regular file ``path`` (a symlink to one is followed), or None when it
+    does not exist. Raises UnreadableFile for anything else there (a device such as /dev/zero,
+    a FIFO, a directory) and for a file over ``limit`` bytes: nothing is read without bound."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise UnreadableFile(path, "it is a directory, not a file") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:  # not S_ISREG
+            raise UnreadableFile(path, "it is not a regular file")
+        if st.st_size > limit:
+            raise UnreadableFile(path, "it is larger than %d MiB" % (limit // (1024 * 1024)))
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # it grew while being read
+                raise UnreadableFile(path, "it is larger than %d MiB" % (limit // (1024 * 1024)))
+    finally:
+        os.close(fd)
 
 
 class UnparsableFile(FmapiError):
@@ -565,6 +588,18 @@ class UnparsableFile(FmapiError):
         super().__init__(
             "%s is not valid %s (%s); fmapi left it untouched." % (path, _kind_of(path), reason),
             fix="Fix or move the file, then run fmapi again.",
+        )
+        self.path = path
+        self.reason = reason
+
+
+class UnreadableFile(UnparsableFile):
+    """A path fmapi would read that is not a regular file of a sane size: never backed up or replaced."""
+
+    def __init__(self, path, reason):
+        FmapiError.__init__(
+            self, "%s cannot be read as a config file (%s); fmapi left it untouched." % (path, reason),
+            fix="Put a regular file there (or remove it), then run fmapi again.",
         )
         self.path = path
         self.reason = reason
@@ -623,19 +658,23 @@ class TextStyle:
         return (UTF8_BOM if self.bom else b"") + text.encode("utf-8")
 
 
-def read_text(path):
+def read_text(path, name=None):
     """(text without a leading byte-order mark or None when the file does not exist, its TextStyle).
 
-    Raises UnparsableFile when the bytes are not UTF-8.
+    Raises UnparsableFile when the bytes are not UTF-8, UnreadableFile (read_bytes) when it is
+    not a regular file of a sane size; either names ``name`` (the user's path) when given.
     """
-    raw = read_bytes(path)
+    try:
+        raw = read_bytes(path)
+    except UnreadableFile as exc:
+        raise UnreadableFile(name or path, exc.reason) from None
     if raw is None:
         return None, TextStyle()
     bom = raw.startswith(UTF8_BOM)
     try:
         text = raw[len(UTF8_BOM) if bom else 0:].decode("utf-8")
     except UnicodeDecodeError:
-        raise UnparsableFile(path, "it is not UTF-8") from None
+        raise UnparsableFile(name or path, "it is not UTF-8") from None
     return text, TextStyle.of(text, bom)
 
 
@@ -649,9 +688,24 @@ def load_json_document(path):
         value = json.loads(text)
     except ValueError as exc:
         raise UnparsableFile(path, str(exc).split("\n")[0]) from None
+    except (RecursionError, MemoryError):
+        raise UnparsableFile(path, "it is nested too deeply to read") from None
     if not isinstance(value, dict):
-        raise UnparsableFile(path, "the top level is not an object")
+        raise UnparsableFile(path, "the top level is a JSON %s, not an object" % json_type_name(value))
     return value, style
+
+
+def json_type_name(value):
+    """JSON's name for the type of a parsed ``value``: "array", "string", "number", ..."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null" if value is None else "object"
 
 
 def load_json_object(path):
@@ -948,7 +1002,7 @@ def jsonc_load(text):
         return {}
     root = jsonc_parse(text)
     if root["kind"] != "object":
-        raise JsoncError("the top level is not an object")
+        raise JsoncError("the top level is a JSON %s, not an object" % json_type_name(root["value"]))
     return root["value"]
 
 
@@ -1066,7 +1120,7 @@ def jsonc_remove(text, path):
 
 def read_jsonc_file(path):
     """(text, object) of a JSON-with-comments file: (None, {}) when missing; UnparsableFile otherwise."""
-    text, style = read_text(os.path.realpath(path))
+    text, style = read_text(os.path.realpath(path), name=path)
     if text is None:
         return None, {}
     if style.bom:  # not known to be read by the agents using JSONC here: say it is the cause, change nothing
@@ -1075,6 +1129,8 @@ def read_jsonc_file(path):
         return text, jsonc_load(text)
     except JsoncError as exc:
         raise UnparsableFile(path, str(exc)) from None
+    except (RecursionError, MemoryError):
+        raise UnparsableFile(path, "it is nested too deeply to read") from None
 
 
 def apply_json_edits(path, edits, previous=None):
@@ -3254,6 +3310,11 @@ class Relay:
         if not self._admits(handler.headers):
             return _relay_answer(handler, 401, "UNAUTHENTICATED",
                                  "fmapi relay: this request does not carry the key of this launch.")
+        words = (handler.requestline or "").split()  # as sent: http.server (3.11+) collapses a leading "//"
+        path = relay_request_path(words[1] if len(words) == 3 and words[1] != handler.path else handler.path)
+        if path is None:  # it could reach beyond the serving endpoint once a front end normalises it
+            return _relay_answer(handler, 400, "BAD_REQUEST",
+                                 "fmapi relay: refused a request path with dot segments, encoded slashes or backslashes.")
         try:
             body = _relay_read_body(handler)
         except ValueError as exc:
@@ -3268,7 +3329,7 @@ class Relay:
             return _relay_answer(handler, 502, "TEMPORARILY_UNAVAILABLE",
                                  "fmapi: could not get a Databricks token (%s)." % type(exc).__name__, close=False)
         headers = self._upstream_headers(handler.headers, bearer, None if body is None else len(body))
-        target = self._base_path + handler.path
+        target = self._base_path + path
         if self._proxy and not self._https:
             target = self._origin + target  # a plain-http proxy gets the absolute URL
         for attempt in (1, 2):
@@ -3328,6 +3389,39 @@ class Relay:
                 self._give_back(conn)
             else:
                 conn.close()
+
+
+def relay_request_path(target):
+    """The request target ``target`` ("/path?query") when its path stays below the relay's
+    upstream base path whatever normalises it on the way (RFC 3986 section 5.2.4 dot-segment
+    removal, percent-decoding, backslash-as-slash, a proxy's ";" parameters), else None.
+
+    Refused: a path not starting with one "/", "//" anywhere, a "\\", a segment that is "." or
+    ".." once percent-decoded (any number of times, any case, with ";..." dropped), a decoded
+    "/" or "\\" inside a segment, control characters, a fragment. The query is kept as sent.
+    """
+    import urllib.parse
+
+    path, mark, query = target.partition("?")
+    if not path.startswith("/") or "//" in path or "\\" in path or "#" in path:
+        return None
+    for segment in path.split("/")[1:]:
+        decoded = segment
+        for _ in range(4):  # an upstream may decode more than once: %252e -> %2e -> .
+            try:
+                once = urllib.parse.unquote(decoded, errors="strict") if "%" in decoded else decoded
+            except UnicodeDecodeError:
+                return None
+            if once == decoded:
+                break
+            decoded = once
+        else:
+            return None
+        if any(ch in decoded for ch in "/\\") or any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in decoded):
+            return None
+        if decoded.split(";")[0].strip() in (".", ".."):
+            return None
+    return path + mark + query
 
 
 def _relay_classes():
@@ -3890,6 +3984,8 @@ class Claude(Agent):
                             "the env keys (README, Claude Code) to the config manager that owns the file.")
         try:
             settings = load_json_object(path)
+        except UnreadableFile:
+            raise  # a device, a FIFO, a huge file: refused before anything is minted
         except UnparsableFile:
             return  # configure keeps its bytes aside and says so
         self._check_types(path, settings)
@@ -3924,9 +4020,13 @@ class Claude(Agent):
         try:
             settings, style = load_json_document(path)
             existed = os.path.exists(path)
-        except UnparsableFile:
+        except UnreadableFile:
+            raise  # a device, a FIFO, a huge file: nothing to keep aside, nothing is written
+        except UnparsableFile as exc:
             moved = backup_aside(path)
-            warn("%s was not valid JSON; your bytes are kept in %s and a fresh file is written." % (tilde(path), tilde(moved)))
+            what = "could not be used" if exc.reason.startswith("the top level") else "was not valid JSON"
+            warn("%s %s (%s); your bytes are kept in %s and a fresh file is written."
+                 % (tilde(path), what, exc.reason, tilde(moved)))
             settings, style, existed = {}, TextStyle(), False
         self._check_types(path, settings)
         previous = previous or {}
@@ -4311,14 +4411,17 @@ def _tomllib():
 
 def toml_check(text):
     """The parsed document when tomllib is available (else None); TomlSyntaxError when invalid."""
-    toml_statements(text)  # fmapi's own reading must succeed too: it is what the edits rely on
-    reader = _tomllib()
-    if reader is None:
-        return None
     try:
-        return reader.loads(text)
-    except reader.TOMLDecodeError as exc:
-        raise TomlSyntaxError(str(exc)) from None
+        toml_statements(text)  # fmapi's own reading must succeed too: it is what the edits rely on
+        reader = _tomllib()
+        if reader is None:
+            return None
+        try:
+            return reader.loads(text)
+        except reader.TOMLDecodeError as exc:
+            raise TomlSyntaxError(str(exc)) from None
+    except (RecursionError, MemoryError):
+        raise TomlSyntaxError("it is nested too deeply to read") from None
 
 
 def toml_quote(text):
@@ -4733,7 +4836,7 @@ class Codex(Agent):
     def _read(self, path):
         """(config.toml's text or None when it does not exist, its TextStyle); UnparsableFile when
         it is not TOML. A byte-order mark is accepted, as Codex does, and written back."""
-        text, style = read_text(os.path.realpath(path))
+        text, style = read_text(os.path.realpath(path), name=path)
         if text is None:
             return None, style
         try:

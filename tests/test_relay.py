@@ -445,3 +445,46 @@ def test_ctrl_c_in_the_terminal_reaches_the_agent_once(workspace):
     os.close(master)
     assert os.WIFEXITED(status), status
     assert os.WEXITSTATUS(status) == 20 + signal.SIGINT, output
+
+
+# ------------------------------------------------------------------ paths that would leave the serving endpoint
+ESCAPES = [
+    "/../../api/2.0/token/create",
+    "/%2e%2e/%2e%2e/api/2.0/token/create",
+    "/%2E%2E/%2E%2e/api/2.0/token/create",
+    "/..%2f..%2fapi/2.0/token/create",
+    "/..%2F..%2Fapi/2.0/token/create",
+    "/v1beta/../../../api/2.0/token/list",
+    "/v1beta/models/./../../../api/2.0/token/list",
+    "/%252e%252e/%252e%252e/api/2.0/token/create",
+    "/..;/..;/api/2.0/token/create",
+    "//evil.example/api/2.0/token/create",
+    "/v1beta//../../api/2.0/token/list",
+    "/v1beta\\..\\..\\api/2.0/token/list",
+    "/v1beta%5c..%5c..%5capi/2.0/token/list",
+    "/v1beta/models%2f..%2f..%2f..%2fapi/2.0/token/list",
+    "/.",
+]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_a_path_that_could_leave_the_serving_endpoint_is_refused(workspace, relay, tokens, path):
+    conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=20)
+    conn.putrequest("POST", path, skip_host=False, skip_accept_encoding=True)  # sent verbatim, as a hostile client would
+    conn.putheader("x-goog-api-key", relay.key)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "2")
+    conn.endheaders(b"{}")
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    assert response.status == 400 and body["error_code"] == "BAD_REQUEST"
+    assert workspace.requests == []  # nothing reached the workspace
+    assert tokens.given == []  # no token was even fetched for it
+
+
+def test_normal_paths_and_queries_still_pass(workspace, relay):
+    assert send(relay, "POST", STREAM, PROMPT)[0] == 200
+    assert send(relay, "POST", GENERATE + "?x=/../a%2f..", PROMPT)[0] == 200
+    first, second = model_calls(workspace)
+    assert first["path"] == GEMINI + STREAM.split("?")[0] and first["query"] == {"alt": "sse"}
+    assert second["path"] == GEMINI + GENERATE and second["query"] == {"x": "/../a/.."}
