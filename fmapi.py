@@ -3507,7 +3507,7 @@ class Report:
     """What uninstall (and setup's migration) did, for the summary at the end."""
 
     def __init__(self):
-        self.removed, self.kept, self.failed = [], [], []
+        self.removed, self.kept, self.failed, self.notes = [], [], [], []
 
     def print(self):
         for title, items in (("Removed", self.removed), ("Kept", self.kept), ("Failed", self.failed)):
@@ -3515,6 +3515,8 @@ class Report:
                 say("%s:" % title)
                 for item in items:
                     say("  - " + item)
+        for note in self.notes:
+            say(note)
 
 
 MISSING = object()  # "this key is not in the file", distinct from any JSON value
@@ -6361,9 +6363,9 @@ def cmd_uninstall(args):
         remove_runtime(report if leftovers else None)
 
     if revoke:
-        for record in installs.values():
-            if record.get("auth") == "oauth":
-                report.kept.append("%s: OAuth mode, no PAT to revoke" % describe_install(record))
+        oauth = [AGENTS[r["agent"]].title for r in installs.values() if r.get("auth") == "oauth"]
+        if oauth:  # said apart from "Kept:": these installs are removed, they just had no PAT
+            report.notes.append("Nothing to revoke (OAuth mode, no PAT): " + ", ".join(sorted(set(oauth))))
         for host, profile, cli, config_file in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "", s[3] or "")):
             try:
                 bearer = oauth_token(host, profile, cli, config_file)
@@ -6430,6 +6432,20 @@ def cmd_reauth(args):
             say("%s: FAILED, its helper serves no token: %s" % (where, why or "no output"))
             problems += 1
             continue
+        dead = dead_cached_pat(record)
+        if dead:
+            try:
+                token, replaced = obtain_token(agent.token_spec(record), dead=dead)
+                if replaced:
+                    revoke_quietly(*replaced)
+                ok = token != dead
+            except FmapiError:
+                ok = False
+            if not ok:
+                say("%s: FAILED, its cached PAT is dead in the workspace (revoked); Run: %s" % (where, dead_pat_fix(record)))
+                problems += 1
+                continue
+            say("%s: its cached PAT was dead in the workspace (revoked); replaced it." % where)
         cache = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
         kind = "an OAuth access token" if record.get("auth") == "oauth" else "a PAT"
         say("%s: OK, serves %s valid until %s" % (where, kind, time.strftime(
@@ -6570,6 +6586,25 @@ def session_state(record, check):
     return True, "valid"
 
 
+def dead_cached_pat(record):
+    """The install's cached PAT when the workspace refuses it (revoked or expired there),
+    else None: PAT mode only, one token_alive check (GET scim/v2/Me with that PAT, 3 s);
+    None too when there is no cached PAT or the workspace does not answer."""
+    if record.get("auth") == "oauth" or not record.get("host"):
+        return None
+    agent = AGENTS[record["agent"]]
+    cache = read_cache(os.path.join(agent.cache_dir(record), CACHE_NAME)) or {}
+    token = usable_token(cache, record["host"], 0)
+    if not token or cache.get("auth", "pat") != "pat":
+        return None
+    return token if token_alive(record["host"], token, Deadline(CHECK_DEADLINE)) is False else None
+
+
+def dead_pat_fix(record):
+    """What replaces an install's dead PAT: setup again, without questions."""
+    return setup_command(record) + " --yes"
+
+
 def install_status(record, check=False):
     """One install as ``fmapi status --json`` shows it (see README, "JSON output"). No token."""
     agent = AGENTS[record["agent"]]
@@ -6601,7 +6636,12 @@ def install_status(record, check=False):
     elif valid is False:
         problems.append({"message": "the Databricks session cannot renew the token when it runs out (%s)" % session_words,
                          "fix": "Run: " + login_command(record["host"], record.get("profile"), record.get("config_file"))})
-    can_serve = helper_ok and bool(record.get("host")) and (usable or valid is not False)
+    dead = bool(check and usable and dead_cached_pat(record))
+    if dead:
+        usable = False
+        problems.append({"message": "the cached PAT is no longer valid in the workspace (revoked or expired there)",
+                         "fix": "Run: %s (or fmapi reauth)" % dead_pat_fix(record)})
+    can_serve = helper_ok and bool(record.get("host")) and (usable or valid is not False) and not dead
     return {
         "agent": agent.name, "title": agent.title, "dir": record["dir"],
         "settings": record.get("settings") or (agent.settings_path(record) if hasattr(agent, "settings_path") else None),
@@ -7113,6 +7153,12 @@ def cmd_doctor(args):
         doctor_files(doc, record)
         bearer = doctor_session(doc, record)
         host = record.get("host")
+        if record.get("auth") != "oauth" and reachable.get(host):
+            if dead_cached_pat(record):
+                doc.add("FAIL", "token", "the cached PAT is no longer valid in the workspace (revoked or expired there).",
+                        "Run: " + dead_pat_fix(record), record)
+            else:
+                doc.add("PASS", "token", "the workspace accepts the cached PAT (or none is cached)", record=record)
         if bearer and reachable.get(host):
             if host not in endpoints:
                 try:
