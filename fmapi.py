@@ -135,7 +135,7 @@ class SessionExpired(FmapiError):
     def __init__(self, host, profile, config_file=None):
         super().__init__(
             "your Databricks session for profile '%s' has expired or does not exist." % profile,
-            fix="Sign in again with: " + login_command(host, profile, config_file),
+            fix="Sign in again with: %s (or fmapi reauth, for every install)" % login_command(host, profile, config_file),
         )
         self.host = host
         self.profile = profile
@@ -6188,8 +6188,20 @@ def credential_summary(record):
 
 def find_install(agent, location=None):
     """The record of the install at ``location`` (the agent's default when None), or an error."""
-    directory = agent.install_dir(location)
     registry = load_registry()
+    if location is None and agent.name == "claude":
+        # A project install (--settings-location cwd or PATH) is what Claude Code uses inside
+        # that project: the nearest .claude install from here up wins over the home one.
+        here = os.getcwd()
+        while True:
+            record = registry.get(os.path.join(here, ".claude"))
+            if record and record.get("agent") == agent.name:
+                return record
+            parent = os.path.dirname(here)
+            if parent == here:
+                break
+            here = parent
+    directory = agent.install_dir(location)
     record = registry.get(directory)
     if record and record.get("agent") == agent.name:
         return record
@@ -6205,6 +6217,17 @@ def find_install(agent, location=None):
         return {"agent": agent.name, "dir": directory, "host": spec.host, "profile": spec.profile,
                 "lifetime_days": spec.lifetime_days, "cli": spec.cli, "auth": spec.auth, "config_file": spec.config_file}
     flags = "" if agent.name == "claude" else " --agent " + agent.name
+    others = [r for r in registry.values() if r.get("agent") == agent.name and r.get("dir") != directory]
+    if others:  # never send the user to make a second install when one exists elsewhere
+        where = []
+        for other in others:
+            words = setup_command(other).split()[2:]
+            if agent.name == "claude" and "--settings-location" not in words:
+                words += ["--settings-location", "home"]
+            where.append("%s (fmapi token%s)" % (tilde(other["dir"]), " " + " ".join(words) if words else ""))
+        raise FmapiError("no fmapi install for %s at %s; it has %s at %s." % (
+            agent.title, tilde(directory), "one" if len(others) == 1 else "installs", "; ".join(where)),
+            fix="Pass that --settings-location, or run fmapi token from inside that project.")
     raise FmapiError("no fmapi install for %s at %s." % (agent.title, tilde(directory)),
                      fix="Set one up first: fmapi setup%s" % flags)
 

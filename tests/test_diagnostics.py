@@ -425,7 +425,8 @@ def test_doctor_dead_session_and_unreachable_workspace(home, workspace, logged_i
     expire_cli_session(home, workspace)
     proc, data = doctor()
     assert proc.returncode == 1
-    assert failing(data, "session")[0]["fix"] == "run: databricks auth login --host %s --profile %s" % (workspace.url, logged_in)
+    assert failing(data, "session")[0]["fix"] == ("run: databricks auth login --host %s --profile %s (or fmapi reauth, for every install)"
+                                                  % (workspace.url, logged_in))
     assert statuses(data, "models") == ["SKIP"]
     workspace.stop()
     proc, data = doctor()
