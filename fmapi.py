@@ -136,7 +136,7 @@ class SessionExpired(FmapiError):
     def __init__(self, host, profile, config_file=None):
         super().__init__(
             "your Databricks session for profile '%s' has expired or does not exist." % profile,
-            fix="Sign in again with: " + login_command(host, profile, config_file),
+            fix="Sign in again with: %s (or fmapi reauth, for every install)" % login_command(host, profile, config_file),
         )
         self.host = host
         self.profile = profile
@@ -3752,7 +3752,7 @@ class Report:
     """What uninstall (and setup's migration) did, for the summary at the end."""
 
     def __init__(self):
-        self.removed, self.kept, self.failed = [], [], []
+        self.removed, self.kept, self.failed, self.notes = [], [], [], []
 
     def print(self):
         for title, items in (("Removed", self.removed), ("Kept", self.kept), ("Failed", self.failed)):
@@ -3760,6 +3760,8 @@ class Report:
                 say("%s:" % title)
                 for item in items:
                     say("  - " + item)
+        for note in self.notes:
+            say(note)
 
 
 MISSING = object()  # "this key is not in the file", distinct from any JSON value
@@ -6967,8 +6969,20 @@ def credential_summary(record):
 
 def find_install(agent, location=None):
     """The record of the install at ``location`` (the agent's default when None), or an error."""
-    directory = agent.install_dir(location)
     registry = load_registry()
+    if location is None and agent.name == "claude":
+        # A project install (--settings-location cwd or PATH) is what Claude Code uses inside
+        # that project: the nearest .claude install from here up wins over the home one.
+        here = os.getcwd()
+        while True:
+            record = registry.get(os.path.join(here, ".claude"))
+            if record and record.get("agent") == agent.name:
+                return record
+            parent = os.path.dirname(here)
+            if parent == here:
+                break
+            here = parent
+    directory = agent.install_dir(location)
     record = registry.get(directory)
     if record and record.get("agent") == agent.name:
         return record
@@ -6984,6 +6998,17 @@ def find_install(agent, location=None):
         return {"agent": agent.name, "dir": directory, "host": spec.host, "profile": spec.profile,
                 "lifetime_days": spec.lifetime_days, "cli": spec.cli, "auth": spec.auth, "config_file": spec.config_file}
     flags = "" if agent.name == "claude" else " --agent " + agent.name
+    others = [r for r in registry.values() if r.get("agent") == agent.name and r.get("dir") != directory]
+    if others:  # never send the user to make a second install when one exists elsewhere
+        where = []
+        for other in others:
+            words = setup_command(other).split()[2:]
+            if agent.name == "claude" and "--settings-location" not in words:
+                words += ["--settings-location", "home"]
+            where.append("%s (fmapi token%s)" % (tilde(other["dir"]), " " + " ".join(words) if words else ""))
+        raise FmapiError("no fmapi install for %s at %s; it has %s at %s." % (
+            agent.title, tilde(directory), "one" if len(others) == 1 else "installs", "; ".join(where)),
+            fix="Pass that --settings-location, or run fmapi token from inside that project.")
     raise FmapiError("no fmapi install for %s at %s." % (agent.title, tilde(directory)),
                      fix="Set one up first: fmapi setup%s" % flags)
 
@@ -7148,9 +7173,9 @@ def cmd_uninstall(args):
         remove_runtime(report if leftovers else None)
 
     if revoke:
-        for record in installs.values():
-            if record.get("auth") == "oauth":
-                report.kept.append("%s: OAuth mode, no PAT to revoke" % describe_install(record))
+        oauth = [AGENTS[r["agent"]].title for r in installs.values() if r.get("auth") == "oauth"]
+        if oauth:  # said apart from "Kept:": these installs are removed, they just had no PAT
+            report.notes.append("Nothing to revoke (OAuth mode, no PAT): " + ", ".join(sorted(set(oauth))))
         for host, profile, cli, config_file in sorted(sessions, key=lambda s: (s[0], s[1], s[2] or "", s[3] or "")):
             try:
                 bearer = oauth_token(host, profile, cli, config_file)
@@ -7217,6 +7242,20 @@ def cmd_reauth(args):
             say("%s: FAILED, its helper serves no token: %s" % (where, why or "no output"))
             problems += 1
             continue
+        dead = dead_cached_pat(record)
+        if dead:
+            try:
+                token, replaced = obtain_token(agent.token_spec(record), dead=dead)
+                if replaced:
+                    revoke_quietly(*replaced)
+                ok = token != dead
+            except FmapiError:
+                ok = False
+            if not ok:
+                say("%s: FAILED, its cached PAT is dead in the workspace (revoked); Run: %s" % (where, dead_pat_fix(record)))
+                problems += 1
+                continue
+            say("%s: its cached PAT was dead in the workspace (revoked); replaced it." % where)
         cache = read_cache(os.path.join(record["dir"], CACHE_NAME)) or {}
         kind = "an OAuth access token" if record.get("auth") == "oauth" else "a PAT"
         say("%s: OK, serves %s valid until %s" % (where, kind, time.strftime(
@@ -7357,6 +7396,25 @@ def session_state(record, check):
     return True, "valid"
 
 
+def dead_cached_pat(record):
+    """The install's cached PAT when the workspace refuses it (revoked or expired there),
+    else None: PAT mode only, one token_alive check (GET scim/v2/Me with that PAT, 3 s);
+    None too when there is no cached PAT or the workspace does not answer."""
+    if record.get("auth") == "oauth" or not record.get("host"):
+        return None
+    agent = AGENTS[record["agent"]]
+    cache = read_cache(os.path.join(agent.cache_dir(record), CACHE_NAME)) or {}
+    token = usable_token(cache, record["host"], 0)
+    if not token or cache.get("auth", "pat") != "pat":
+        return None
+    return token if token_alive(record["host"], token, Deadline(CHECK_DEADLINE)) is False else None
+
+
+def dead_pat_fix(record):
+    """What replaces an install's dead PAT: setup again, without questions."""
+    return setup_command(record) + " --yes"
+
+
 def install_status(record, check=False):
     """One install as ``fmapi status --json`` shows it (see README, "JSON output"). No token."""
     agent = AGENTS[record["agent"]]
@@ -7388,7 +7446,12 @@ def install_status(record, check=False):
     elif valid is False:
         problems.append({"message": "the Databricks session cannot renew the token when it runs out (%s)" % session_words,
                          "fix": "Run: " + login_command(record["host"], record.get("profile"), record.get("config_file"))})
-    can_serve = helper_ok and bool(record.get("host")) and (usable or valid is not False)
+    dead = bool(check and usable and dead_cached_pat(record))
+    if dead:
+        usable = False
+        problems.append({"message": "the cached PAT is no longer valid in the workspace (revoked or expired there)",
+                         "fix": "Run: %s (or fmapi reauth)" % dead_pat_fix(record)})
+    can_serve = helper_ok and bool(record.get("host")) and (usable or valid is not False) and not dead
     return {
         "agent": agent.name, "title": agent.title, "dir": record["dir"],
         "settings": record.get("settings") or (agent.settings_path(record) if hasattr(agent, "settings_path") else None),
@@ -7900,6 +7963,12 @@ def cmd_doctor(args):
         doctor_files(doc, record)
         bearer = doctor_session(doc, record)
         host = record.get("host")
+        if record.get("auth") != "oauth" and reachable.get(host):
+            if dead_cached_pat(record):
+                doc.add("FAIL", "token", "the cached PAT is no longer valid in the workspace (revoked or expired there).",
+                        "Run: " + dead_pat_fix(record), record)
+            else:
+                doc.add("PASS", "token", "the workspace accepts the cached PAT (or none is cached)", record=record)
         if bearer and reachable.get(host):
             if host not in endpoints:
                 try:

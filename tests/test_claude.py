@@ -126,6 +126,25 @@ def test_settings_location_cwd(home, workspace, logged_in, claude_stub):
     assert token.stdout.strip() == cache_of(Path.cwd() / ".claude")["token"]
 
 
+def test_token_finds_the_project_install_from_inside_it_and_names_it_from_outside(home, workspace, logged_in, claude_stub,
+                                                                                   monkeypatch, tmp_path):
+    project = Path.cwd()
+    assert run_fmapi("--yes", "--host", workspace.url, "--profile", logged_in, "--settings-location", "cwd").returncode == 0
+    inside = project / "src" / "deep"
+    inside.mkdir(parents=True)
+    monkeypatch.chdir(inside)
+    token = run_fmapi("token")
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.strip() == cache_of(project / ".claude")["token"]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    proc = run_fmapi("token")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "--settings-location %s" % project in proc.stderr and "Set one up" not in proc.stderr
+    assert not (home / ".claude").exists()
+
+
 def test_missing_host_without_a_terminal_names_the_flag(home, claude_stub):
     proc = run_fmapi("setup")
     assert proc.returncode == 2

@@ -299,7 +299,8 @@ def test_uninstall_revoke_says_oauth_installs_have_nothing_to_revoke(home, works
     before = len(databricks_calls(tmp_path))
     out = run_fmapi("uninstall", "--yes", "--revoke")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "OAuth mode, no PAT to revoke" in out.stdout
+    assert "Nothing to revoke (OAuth mode, no PAT): Claude Code" in out.stdout
+    assert "Kept:" not in out.stdout
     assert other["token_value"] in workspace.pat_values()  # not this install's to revoke
     assert len(databricks_calls(tmp_path)) == before
     assert not (home / ".claude").exists()

@@ -425,7 +425,8 @@ def test_doctor_dead_session_and_unreachable_workspace(home, workspace, logged_i
     expire_cli_session(home, workspace)
     proc, data = doctor()
     assert proc.returncode == 1
-    assert failing(data, "session")[0]["fix"] == "run: databricks auth login --host %s --profile %s" % (workspace.url, logged_in)
+    assert failing(data, "session")[0]["fix"] == ("run: databricks auth login --host %s --profile %s (or fmapi reauth, for every install)"
+                                                  % (workspace.url, logged_in))
     assert statuses(data, "models") == ["SKIP"]
     workspace.stop()
     proc, data = doctor()
@@ -590,3 +591,41 @@ def test_gemini_and_codex_project_layers(home, tmp_path, monkeypatch):
     fmapi.doctor_config(doc, gemini)
     assert "AIza-secret" not in json.dumps(doc.checks)
     assert [c["status"] for c in doc.checks if c["check"] == "layers"] == ["FAIL", "WARN"]
+
+
+# --- a PAT revoked in the workspace (new-user finding) ------------------------------------
+
+
+def test_a_pat_revoked_in_the_workspace_fails_doctor_status_check_and_is_replaced_by_reauth(home, workspace, logged_in, stubs):
+    setup(workspace, logged_in, "--agent", "codex")
+    cache = home / ".codex" / fmapi.CACHE_NAME
+    dead = json.loads(cache.read_text())["token"]
+    workspace.revoke_pat(dead)
+
+    proc, data = doctor()
+    assert proc.returncode == 1
+    [fail] = failing(data, "token")
+    assert "no longer valid" in fail["message"] and fail["fix"] == "Run: fmapi setup --agent codex --yes"
+    assert run_fmapi("status").returncode == 0  # a local look cannot tell
+    checked = run_fmapi("status", "--check")
+    assert checked.returncode == 1 and "cached PAT is no longer valid" in checked.stdout
+    assert "fmapi setup --agent codex --yes" in checked.stdout
+
+    proc = run_fmapi("reauth")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK, serves a PAT" in proc.stdout  # replaced by reauth, or by the helper it runs
+    new = json.loads(cache.read_text())["token"]
+    assert new != dead and new in pat_values(workspace)
+    assert doctor()[0].returncode == 0
+    assert run_fmapi("status", "--check").returncode == 0
+
+
+def test_reauth_replaces_a_dead_pat_the_helper_hands_out(home, workspace, logged_in, stubs):
+    setup(workspace, logged_in, "--agent", "codex")
+    cache = home / ".codex" / fmapi.CACHE_NAME
+    dead = json.loads(cache.read_text())["token"]
+    workspace.revoke_pat(dead)
+    proc = run_fmapi("reauth")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK, serves a PAT" in proc.stdout
+    assert json.loads(cache.read_text())["token"] in pat_values(workspace)

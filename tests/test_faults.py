@@ -416,7 +416,7 @@ def test_a_dead_pat_is_not_handed_out_when_it_cannot_be_replaced(workspace, inst
     expire_cli_session(home, workspace)
     proc, _ = helper(installed)
     assert proc.returncode != 0 and proc.stdout == ""
-    assert "databricks auth login" in proc.stderr
+    assert "databricks auth login" in proc.stderr and "fmapi reauth" in proc.stderr
 
 
 def test_concurrent_re_asks_for_a_dead_pat_mint_one(workspace, installed):
