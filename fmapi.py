@@ -1244,9 +1244,10 @@ def serve_token(spec, background_revoke=False, suspect=None):
 
     ``suspect`` is the cached token, asked for again right after it was handed out: one
     read-only call checks it first (token_alive). A live one is printed as it is (no CLI,
-    no mint); a dead one is replaced under the lock, and not revoked. When renewing fails
-    but the cached PAT still has a few minutes (and is not the dead one), that PAT is
-    printed with the reason on stderr, so an agent keeps working until the user can act.
+    no mint); a refused one is replaced under the lock and revoked like any replaced PAT
+    (the refusal may be spurious: it stays in the ledger until token/delete confirms it gone).
+    When renewing fails but the cached PAT still has a few minutes (even the refused one),
+    that PAT is printed with the reason on stderr, so an agent keeps working until the user can act.
     """
     import signal
 
@@ -1291,7 +1292,7 @@ def _renew_and_print(spec, background_revoke, suspect, deadline, release):
         print(exc.render(), file=sys.stderr, flush=True)
         cache = read_cache(spec.cache_path)
         stale = usable_token(cache, spec.host, MIN_REMAINING)
-        if stale and stale != suspect:
+        if stale:  # even the one the check judged dead: a 401 there is no proof it fails here
             print("fmapi: using the cached token meanwhile; it expires in %d minutes."
                   % ((cache["expiry"] - time.time()) // 60), file=sys.stderr, flush=True)
             sys.stdout.write(stale + "\n")
@@ -2340,12 +2341,13 @@ def write_ledger(directory, pats):
         remove_file(path)
 
 
-def ledger_plan(spec, pats, current_id, dead_id=None, now=None):
+def ledger_plan(spec, pats, current_id, now=None):
     """What to do about the ledger's PATs, given the id of the PAT now cached.
 
     Returns ``{"revoke": [token_id, ...], "resolve": [[nonce, at], ...], "current": current_id}``
-    and drops from ``pats`` (in place) the entries that need nothing more: expired ones and
-    ``dead_id`` (a PAT the workspace already refuses: never revoked twice). A replaced PAT
+    and drops from ``pats`` (in place) the entries that need nothing more: expired ones. A PAT
+    the liveness check judged dead is not dropped: that verdict may be a spurious 401, so it
+    stays until token/delete confirms it gone (an id already gone counts as revoked). A replaced PAT
     that was handed out is revoked only when ``spec.revoke_replaced`` (Gemini CLI sessions
     keep theirs until it expires); one that was never cached is always revoked. Entries of
     another workspace wait until they expire.
@@ -2357,7 +2359,7 @@ def ledger_plan(spec, pats, current_id, dead_id=None, now=None):
         if token_id and token_id == current_id:
             entry["state"] = "cached"
             continue
-        gone = (isinstance(expiry, (int, float)) and expiry <= now) or (token_id and token_id == dead_id)
+        gone = isinstance(expiry, (int, float)) and expiry <= now
         if gone or (not token_id and now - (entry.get("at") or 0) > LEDGER_KEEP):
             pats.remove(entry)
         elif entry.get("host") != spec.host:
@@ -2521,8 +2523,7 @@ class PatCredential:
                 "comment": comment,
                 "created": int(time.time()),
             }, take_back)
-            dead_id = old_id if dead and mine and mine.get("token") == dead else None
-            plan = ledger_plan(spec, pats, token_id, dead_id)
+            plan = ledger_plan(spec, pats, token_id)
             write_ledger(spec.dir, pats)
         finally:
             os.close(lock)
