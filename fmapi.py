@@ -2618,7 +2618,12 @@ def registry_path():
 
 
 def load_registry():
-    """{install dir: record}; a damaged registry is set aside rather than trusted."""
+    """{install dir: record}; a damaged registry is set aside rather than trusted.
+
+    An entry that is not a record of the right shape (a dict whose ``dir`` and ``agent`` are
+    strings, ``agent`` one fmapi knows) is dropped: the file's bytes are moved aside, the good
+    records written back, and one warning names what was dropped (so it is said once).
+    """
     path = registry_path()
     try:
         data = load_json_object(path)
@@ -2626,7 +2631,24 @@ def load_registry():
         warn("the install record %s was damaged; moved it to %s" % (path, backup_aside(path)))
         return {}
     installs = data.get("installs")
-    return installs if isinstance(installs, dict) else {}
+    if installs is None:
+        return {}
+    if not isinstance(installs, dict):
+        installs = {}
+    good = {key: record for key, record in installs.items()
+            if isinstance(record, dict) and isinstance(record.get("dir"), str)
+            and isinstance(record.get("agent"), str) and record.get("agent") in AGENTS}
+    if len(good) != len(installs) or not isinstance(data.get("installs"), dict):
+        bad = sorted(str(key) for key in installs if key not in good) or ["its \"installs\" table"]
+        try:
+            aside = backup_aside(path)
+            if good:
+                write_atomic(path, dump_json({"version": 1, "installs": good}))
+        except OSError:
+            aside = None
+        warn("the install record %s had entries fmapi cannot read (%s); dropped them%s" % (
+            tilde(path), ", ".join(bad), "; its bytes are kept in %s" % tilde(aside) if aside else ""))
+    return good
 
 
 def save_registry(installs):
