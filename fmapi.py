@@ -3795,12 +3795,17 @@ class Claude(Agent):
         try:
             settings, style = load_json_document(path)
             existed = os.path.exists(path)
-        except UnparsableFile:
+        except UnparsableFile as exc:
             moved = backup_aside(path)
-            warn("%s was not valid JSON; your bytes are kept in %s and a fresh file is written." % (tilde(path), tilde(moved)))
+            record = dict(record, settings_backup=moved)  # uninstall moves it back (F7)
+            warn("%s could not be read as JSON (%s): all the settings in it stop applying while fmapi's fresh "
+                 "file is in place. Your bytes are kept in %s; `fmapi --uninstall` puts them back, or fix them "
+                 "and merge them in." % (tilde(path), exc.reason, tilde(moved)))
             settings, style, existed = {}, TextStyle(), False
         self._check_types(path, settings)
         previous = previous or {}
+        if "settings_backup" not in record and previous.get("settings_backup"):
+            record = dict(record, settings_backup=previous["settings_backup"])  # a re-run keeps it
         env = settings.get("env")
         if not isinstance(env, dict):
             env = {}
@@ -4012,6 +4017,7 @@ class Claude(Agent):
         except UnparsableFile as exc:
             return "is not valid JSON (%s)" % exc.reason
         if not settings and not os.path.exists(path):
+            self._restore_backup(record, path, report)
             return None
         saved = record.get("saved")
         changed = self._restore(settings, record, path, report) if isinstance(saved, dict) \
@@ -4025,12 +4031,27 @@ class Claude(Agent):
             if settings or os.path.islink(path) or not record.get("settings_created", True):
                 write_in_place(path, dump_json(settings, style), 0o600)  # a dotfile manager's link stays
                 report.removed.append("fmapi's keys from %s" % tilde(path))
+                backup = record.get("settings_backup")
+                if isinstance(backup, str) and os.path.exists(backup):
+                    report.kept.append("your original %s, which fmapi could not read, in %s (you have added "
+                                       "settings since; merge it by hand)" % (tilde(path), tilde(backup)))
             else:
                 remove_file(path)
-                report.removed.append(tilde(path) + " (nothing else was in it)")
+                if not self._restore_backup(record, path, report):
+                    report.removed.append(tilde(path) + " (nothing else was in it)")
         except OSError as exc:
             return "could not be written (%s)" % (exc.strerror or exc)
         return None
+
+    def _restore_backup(self, record, path, report):
+        """Move the user's unreadable settings file, set aside at setup, back to ``path`` (byte
+        for byte); True when it was put back."""
+        backup = record.get("settings_backup")
+        if not isinstance(backup, str) or not os.path.exists(backup) or os.path.lexists(path):
+            return False
+        os.rename(backup, path)
+        report.removed.append("fmapi's %s; put back your original file from %s" % (tilde(path), tilde(backup)))
+        return True
 
     def _restore(self, settings, record, path, report):
         """Put back what ``record["saved"]`` remembers where fmapi's value is still in place."""

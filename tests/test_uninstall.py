@@ -312,3 +312,36 @@ def test_wrong_typed_registry_entries_are_dropped_not_a_traceback(home, install,
     proc = run_fmapi("--uninstall", "--yes")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert not (home / ".claude" / "settings.json").exists()
+
+
+UNREADABLE = b'{\n  // my comment\n  "theme": "dark",\n  "env": {"FOO": "bar"}\n}\n'
+
+
+def test_an_unreadable_settings_file_comes_back_byte_for_byte_at_uninstall(home, install):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_bytes(UNREADABLE)
+    setup = install()
+    assert "stop applying" in setup.stderr and "fmapi --uninstall" in setup.stderr
+    install()  # a re-run backs up nothing more: fmapi's own file is readable
+    assert len(list(d.glob("settings.json.fmapi-backup-*"))) == 1
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (d / "settings.json").read_bytes() == UNREADABLE
+    assert list(d.glob("settings.json.fmapi-backup-*")) == []
+    assert "put back your original" in proc.stdout
+
+
+def test_an_unreadable_settings_files_backup_stays_when_the_user_added_settings(home, install):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_bytes(UNREADABLE)
+    install()
+    settings = read_json(d / "settings.json")
+    settings["model"] = "mine"
+    (d / "settings.json").write_text(json.dumps(settings))
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(d / "settings.json") == {"model": "mine"}
+    [backup] = d.glob("settings.json.fmapi-backup-*")
+    assert backup.read_bytes() == UNREADABLE and backup.name in proc.stdout
