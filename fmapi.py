@@ -1415,9 +1415,10 @@ def serve_token(spec, background_revoke=False, suspect=None):
 
     ``suspect`` is the cached token, asked for again right after it was handed out: one
     read-only call checks it first (token_alive). A live one is printed as it is (no CLI,
-    no mint); a dead one is replaced under the lock, and not revoked. When renewing fails
-    but the cached PAT still has a few minutes (and is not the dead one), that PAT is
-    printed with the reason on stderr, so an agent keeps working until the user can act.
+    no mint); a refused one is replaced under the lock and revoked like any replaced PAT
+    (the refusal may be spurious: it stays in the ledger until token/delete confirms it gone).
+    When renewing fails but the cached PAT still has a few minutes (even the refused one),
+    that PAT is printed with the reason on stderr, so an agent keeps working until the user can act.
     """
     import signal
 
@@ -1462,7 +1463,7 @@ def _renew_and_print(spec, background_revoke, suspect, deadline, release):
         print(exc.render(), file=sys.stderr, flush=True)
         cache = read_cache(spec.cache_path)
         stale = usable_token(cache, spec.host, MIN_REMAINING)
-        if stale and stale != suspect:
+        if stale:  # even the one the check judged dead: a 401 there is no proof it fails here
             print("fmapi: using the cached token meanwhile; it expires in %d minutes."
                   % ((cache["expiry"] - time.time()) // 60), file=sys.stderr, flush=True)
             sys.stdout.write(stale + "\n")
@@ -2511,12 +2512,13 @@ def write_ledger(directory, pats):
         remove_file(path)
 
 
-def ledger_plan(spec, pats, current_id, dead_id=None, now=None):
+def ledger_plan(spec, pats, current_id, now=None):
     """What to do about the ledger's PATs, given the id of the PAT now cached.
 
     Returns ``{"revoke": [token_id, ...], "resolve": [[nonce, at], ...], "current": current_id}``
-    and drops from ``pats`` (in place) the entries that need nothing more: expired ones and
-    ``dead_id`` (a PAT the workspace already refuses: never revoked twice). A replaced PAT
+    and drops from ``pats`` (in place) the entries that need nothing more: expired ones. A PAT
+    the liveness check judged dead is not dropped: that verdict may be a spurious 401, so it
+    stays until token/delete confirms it gone (an id already gone counts as revoked). A replaced PAT
     that was handed out is revoked only when ``spec.revoke_replaced`` (Gemini CLI sessions
     keep theirs until it expires); one that was never cached is always revoked. Entries of
     another workspace wait until they expire.
@@ -2528,7 +2530,7 @@ def ledger_plan(spec, pats, current_id, dead_id=None, now=None):
         if token_id and token_id == current_id:
             entry["state"] = "cached"
             continue
-        gone = (isinstance(expiry, (int, float)) and expiry <= now) or (token_id and token_id == dead_id)
+        gone = isinstance(expiry, (int, float)) and expiry <= now
         if gone or (not token_id and now - (entry.get("at") or 0) > LEDGER_KEEP):
             pats.remove(entry)
         elif entry.get("host") != spec.host:
@@ -2695,8 +2697,7 @@ class PatCredential:
                 "comment": comment,
                 "created": int(time.time()),
             }, take_back)
-            dead_id = old_id if dead and mine and mine.get("token") == dead else None
-            plan = ledger_plan(spec, pats, token_id, dead_id)
+            plan = ledger_plan(spec, pats, token_id)
             write_ledger(spec.dir, pats)
         finally:
             os.close(lock)
@@ -2791,7 +2792,12 @@ def registry_path():
 
 
 def load_registry():
-    """{install dir: record}; a damaged registry is set aside rather than trusted."""
+    """{install dir: record}; a damaged registry is set aside rather than trusted.
+
+    An entry that is not a record of the right shape (a dict whose ``dir`` and ``agent`` are
+    strings, ``agent`` one fmapi knows) is dropped: the file's bytes are moved aside, the good
+    records written back, and one warning names what was dropped (so it is said once).
+    """
     path = registry_path()
     try:
         data = load_json_object(path)
@@ -2799,7 +2805,24 @@ def load_registry():
         warn("the install record %s was damaged; moved it to %s" % (path, backup_aside(path)))
         return {}
     installs = data.get("installs")
-    return installs if isinstance(installs, dict) else {}
+    if installs is None:
+        return {}
+    if not isinstance(installs, dict):
+        installs = {}
+    good = {key: record for key, record in installs.items()
+            if isinstance(record, dict) and isinstance(record.get("dir"), str)
+            and isinstance(record.get("agent"), str) and record.get("agent") in AGENTS}
+    if len(good) != len(installs) or not isinstance(data.get("installs"), dict):
+        bad = sorted(str(key) for key in installs if key not in good) or ["its \"installs\" table"]
+        try:
+            aside = backup_aside(path)
+            if good:
+                write_atomic(path, dump_json({"version": 1, "installs": good}))
+        except OSError:
+            aside = None
+        warn("the install record %s had entries fmapi cannot read (%s); dropped them%s" % (
+            tilde(path), ", ".join(bad), "; its bytes are kept in %s" % tilde(aside) if aside else ""))
+    return good
 
 
 def save_registry(installs):
@@ -4026,12 +4049,15 @@ class Claude(Agent):
             raise  # a device, a FIFO, a huge file: nothing to keep aside, nothing is written
         except UnparsableFile as exc:
             moved = backup_aside(path)
-            what = "could not be used" if exc.reason.startswith("the top level") else "was not valid JSON"
-            warn("%s %s (%s); your bytes are kept in %s and a fresh file is written."
-                 % (tilde(path), what, exc.reason, tilde(moved)))
+            record = dict(record, settings_backup=moved)  # uninstall moves it back (F7)
+            warn("%s could not be read as JSON (%s): all the settings in it stop applying while fmapi's fresh "
+                 "file is in place. Your bytes are kept in %s; `fmapi --uninstall` puts them back, or fix them "
+                 "and merge them in." % (tilde(path), exc.reason, tilde(moved)))
             settings, style, existed = {}, TextStyle(), False
         self._check_types(path, settings)
         previous = previous or {}
+        if "settings_backup" not in record and previous.get("settings_backup"):
+            record = dict(record, settings_backup=previous["settings_backup"])  # a re-run keeps it
         env = settings.get("env")
         if not isinstance(env, dict):
             env = {}
@@ -4249,6 +4275,7 @@ class Claude(Agent):
         except UnparsableFile as exc:
             return "is not valid JSON (%s)" % exc.reason
         if not settings and not os.path.exists(path):
+            self._restore_backup(record, path, report)
             return None
         saved = record.get("saved")
         changed = self._restore(settings, record, path, report) if isinstance(saved, dict) \
@@ -4262,12 +4289,27 @@ class Claude(Agent):
             if settings or os.path.islink(path) or not record.get("settings_created", True):
                 write_in_place(path, dump_json(settings, style), 0o600)  # a dotfile manager's link stays
                 report.removed.append("fmapi's keys from %s" % tilde(path))
+                backup = record.get("settings_backup")
+                if isinstance(backup, str) and os.path.exists(backup):
+                    report.kept.append("your original %s, which fmapi could not read, in %s (you have added "
+                                       "settings since; merge it by hand)" % (tilde(path), tilde(backup)))
             else:
                 remove_file(path)
-                report.removed.append(tilde(path) + " (nothing else was in it)")
+                if not self._restore_backup(record, path, report):
+                    report.removed.append(tilde(path) + " (nothing else was in it)")
         except OSError as exc:
             return "could not be written (%s)" % (exc.strerror or exc)
         return None
+
+    def _restore_backup(self, record, path, report):
+        """Move the user's unreadable settings file, set aside at setup, back to ``path`` (byte
+        for byte); True when it was put back."""
+        backup = record.get("settings_backup")
+        if not isinstance(backup, str) or not os.path.exists(backup) or os.path.lexists(path):
+            return False
+        os.rename(backup, path)
+        report.removed.append("fmapi's %s; put back your original file from %s" % (tilde(path), tilde(backup)))
+        return True
 
     def _restore(self, settings, record, path, report):
         """Put back what ``record["saved"]`` remembers where fmapi's value is still in place."""

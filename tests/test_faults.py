@@ -380,9 +380,33 @@ def test_a_pat_that_died_in_the_workspace_is_replaced_when_asked_for_again(works
     assert bearers(workspace, SCIM_ME) == [old["token"]]  # one cheap read-only check, with that PAT
     assert len(creates(workspace)) == 1
     assert wait_for(lambda: live_pats(workspace) == {new["token"]})
-    time.sleep(0.3)
-    assert not workspace.requests_to("/api/2.0/token/delete")  # the dead PAT is not revoked twice
-    assert old["token_id"] not in (installed / ".fmapi-pat-ledger").read_text()
+    # revoked best-effort like any replaced PAT (its id already gone there counts as revoked)
+    assert wait_for(lambda: old["token_id"] not in (installed / ".fmapi-pat-ledger").read_text())
+
+
+def test_a_spurious_refusal_of_a_live_pat_leaves_no_live_pat_unrecorded(workspace, installed):
+    old = cache_of(installed)
+    helper(installed)
+    workspace.fail_next("GET", SCIM_ME, 401)  # an auth blip or a proxy's 401: the PAT is still live
+    again, _ = helper(installed)
+    new = cache_of(installed)
+    assert again.returncode == 0 and again.stdout.strip() == new["token"] != old["token"], again.stderr
+    # the replaced PAT is revoked, not just forgotten: no live PAT that nothing records
+    assert wait_for(lambda: live_pats(workspace) == {new["token"]})
+    assert wait_for(lambda: old["token_id"] not in (installed / ".fmapi-pat-ledger").read_text())
+
+
+def test_a_refused_pat_that_cannot_be_replaced_is_handed_out_while_it_has_time(workspace, installed):
+    old = cache_of(installed)
+    helper(installed)
+    workspace.fail_next("GET", SCIM_ME, 401)
+    workspace.fault_next("POST", "/api/2.0/token/create", "hang", times=10, delay=30)
+    proc, elapsed = helper(installed)
+    assert proc.returncode == 0 and proc.stdout.strip() == old["token"], proc.stderr
+    assert "using the cached token meanwhile" in proc.stderr
+    assert elapsed < fmapi.HELPER_DEADLINE + 1.5
+    # whatever the hung token/create may still make stays recorded in the ledger
+    assert (installed / ".fmapi-pat-ledger").exists()
 
 
 def test_a_live_pat_asked_for_again_costs_one_check_per_interval_and_no_mint(workspace, installed, tmp_path):
@@ -407,15 +431,15 @@ def test_a_check_without_an_answer_hands_out_the_cached_token(workspace, install
     assert elapsed < fmapi.CHECK_DEADLINE + 1.5
 
 
-def test_a_dead_pat_is_not_handed_out_when_it_cannot_be_replaced(workspace, installed, home):
+def test_a_refused_pat_is_still_handed_out_with_the_reason_when_it_cannot_be_replaced(workspace, installed, home):
     from conftest import expire_cli_session
 
     old = cache_of(installed)
     helper(installed)
     workspace.revoke_pat(old["token"])
     expire_cli_session(home, workspace)
-    proc, _ = helper(installed)
-    assert proc.returncode != 0 and proc.stdout == ""
+    proc, _ = helper(installed)  # a check's 401 is no proof: the cached PAT is within its expiry margin
+    assert proc.returncode == 0 and proc.stdout.strip() == old["token"]
     assert "databricks auth login" in proc.stderr and "fmapi reauth" in proc.stderr
 
 

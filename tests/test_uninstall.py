@@ -284,3 +284,64 @@ def test_a_rerun_elsewhere_refreshes_the_cwd_install_instead_of_making_a_new_one
     assert proc.returncode == 0, proc.stderr
     assert (project / ".claude" / "settings.json").exists() and not (other / ".claude").exists()
     assert len(workspace.pats_with_comment_prefix("Claude Code FMAPI")) == 1
+
+
+@pytest.mark.parametrize("installs", [
+    {"/x": 5},
+    {"/tmp": {"agent": "claude", "dir": 5}},
+    {"/y": {"agent": "claude"}},
+    {"/z": {"agent": "nosuchagent", "dir": "/z"}},
+    ["not", "a", "table"],
+])
+def test_wrong_typed_registry_entries_are_dropped_not_a_traceback(home, install, installs):
+    install()
+    registry = home / ".local" / "share" / "fmapi" / "installs.json"
+    good = json.loads(registry.read_text())["installs"]
+    if isinstance(installs, dict):
+        installs = dict(good, **installs)
+    damaged = json.dumps({"version": 1, "installs": installs})
+    registry.write_text(damaged)
+    status = run_fmapi("status")
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "installs.json" in status.stderr and "dropped" in status.stderr
+    backups = list(registry.parent.glob("installs.json.fmapi-backup-*"))
+    assert [b.read_text() for b in backups] == [damaged]  # the file's bytes are kept aside
+    for command in (("doctor",), ("status",)):
+        proc = run_fmapi(*command)
+        assert "Traceback" not in proc.stderr and "dropped" not in proc.stderr, proc.stderr  # said once
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert not (home / ".claude" / "settings.json").exists()
+
+
+UNREADABLE = b'{\n  // my comment\n  "theme": "dark",\n  "env": {"FOO": "bar"}\n}\n'
+
+
+def test_an_unreadable_settings_file_comes_back_byte_for_byte_at_uninstall(home, install):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_bytes(UNREADABLE)
+    setup = install()
+    assert "stop applying" in setup.stderr and "fmapi --uninstall" in setup.stderr
+    install()  # a re-run backs up nothing more: fmapi's own file is readable
+    assert len(list(d.glob("settings.json.fmapi-backup-*"))) == 1
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (d / "settings.json").read_bytes() == UNREADABLE
+    assert list(d.glob("settings.json.fmapi-backup-*")) == []
+    assert "put back your original" in proc.stdout
+
+
+def test_an_unreadable_settings_files_backup_stays_when_the_user_added_settings(home, install):
+    d = home / ".claude"
+    d.mkdir()
+    (d / "settings.json").write_bytes(UNREADABLE)
+    install()
+    settings = read_json(d / "settings.json")
+    settings["model"] = "mine"
+    (d / "settings.json").write_text(json.dumps(settings))
+    proc = run_fmapi("--uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(d / "settings.json") == {"model": "mine"}
+    [backup] = d.glob("settings.json.fmapi-backup-*")
+    assert backup.read_bytes() == UNREADABLE and backup.name in proc.stdout
