@@ -200,7 +200,7 @@ def test_helper_answers_within_its_budget_when_the_workspace_hangs(workspace, in
     age_cache(installed, 60)
     workspace.fault_next("POST", CREATE, "hang", times=100)
     proc, elapsed = helper(installed)
-    assert elapsed < fmapi.HELPER_DEADLINE + 1.5, elapsed
+    assert elapsed < fmapi.HELPER_ANSWER, elapsed
     assert proc.returncode != 0 and proc.stdout == ""
     lines = [line for line in proc.stderr.splitlines() if not line.startswith("  ")]
     assert len(lines) == 1 and "cannot reach" in lines[0] and "no answer" in lines[0], proc.stderr
@@ -213,7 +213,7 @@ def test_helper_hands_out_a_live_cached_token_while_the_workspace_is_down(worksp
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == cached["token"] + "\n"
     assert "using the cached token meanwhile" in proc.stderr and "503" in proc.stderr
-    assert elapsed < fmapi.HELPER_DEADLINE + 1.5
+    assert elapsed < fmapi.HELPER_ANSWER
 
 
 def test_helper_with_a_refused_port_and_a_live_cached_token(workspace, installed):
@@ -222,7 +222,7 @@ def test_helper_with_a_refused_port_and_a_live_cached_token(workspace, installed
     proc, elapsed = helper(installed)
     assert proc.returncode == 0 and proc.stdout == cached["token"] + "\n", proc.stderr
     assert "cannot reach" in proc.stderr
-    assert elapsed < fmapi.HELPER_DEADLINE + 1.5
+    assert elapsed < fmapi.HELPER_ANSWER
 
 
 def test_helper_shows_a_proxy_page_as_one_line(workspace, installed):
@@ -231,7 +231,7 @@ def test_helper_shows_a_proxy_page_as_one_line(workspace, installed):
     proc, elapsed = helper(installed)
     assert proc.returncode != 0 and proc.stdout == ""
     assert "502 Bad Gateway" in proc.stderr and "<" not in proc.stderr
-    assert elapsed < fmapi.HELPER_DEADLINE + 1.5
+    assert elapsed < fmapi.HELPER_ANSWER
 
 
 @pytest.mark.parametrize("status", [400, 403, 404])
@@ -404,7 +404,7 @@ def test_a_refused_pat_that_cannot_be_replaced_is_handed_out_while_it_has_time(w
     proc, elapsed = helper(installed)
     assert proc.returncode == 0 and proc.stdout.strip() == old["token"], proc.stderr
     assert "using the cached token meanwhile" in proc.stderr
-    assert elapsed < fmapi.HELPER_DEADLINE + 1.5
+    assert elapsed < fmapi.HELPER_ANSWER
     # whatever the hung token/create may still make stays recorded in the ledger
     assert (installed / ".fmapi-pat-ledger").exists()
 
